@@ -1,0 +1,171 @@
+//! Write durable Spool workflows in plain, blocking Rust.
+//!
+//! A workflow is a function `fn(&Context, Input) -> Result<Output, WorkflowError>`
+//! compiled to a WebAssembly component. It reaches the outside world only through its
+//! [`Context`]: activities do the side effects, timers wait, and time and randomness
+//! come from the host. The host journals every answer it gives, so after a crash it
+//! runs the workflow again from the start against the journal, and the workflow code
+//! arrives back where it was without doing anything twice.
+//!
+//! # A complete workflow
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use serde::{Deserialize, Serialize};
+//! use spool_sdk::{Context, RetryPolicy, WorkflowError};
+//!
+//! #[derive(Deserialize)]
+//! struct Order {
+//!     id: String,
+//!     cents: u64,
+//! }
+//!
+//! #[derive(Serialize)]
+//! struct Receipt {
+//!     order: String,
+//!     charge: String,
+//! }
+//!
+//! fn checkout(ctx: &Context, order: Order) -> Result<Receipt, WorkflowError> {
+//!     if order.cents == 0 {
+//!         return Err(WorkflowError::new("empty_order", "nothing to charge").non_retryable());
+//!     }
+//!     // An activity: the host runs it, retries it, and journals its result.
+//!     let charge: String = ctx
+//!         .activity("payments.charge")
+//!         .input(&order.cents)
+//!         .retry(RetryPolicy::new().maximum_attempts(3))
+//!         .start_to_close(Duration::from_secs(10))
+//!         .call()?;
+//!     // A durable sleep: survives restarts of the host.
+//!     ctx.sleep(Duration::from_secs(3600));
+//!     ctx.activity("email.receipt").input(&order.id).call::<()>()?;
+//!     ctx.log_info(format!("order {} done", order.id));
+//!     Ok(Receipt { order: order.id, charge })
+//! }
+//!
+//! // Exports `checkout` as the component's `run`.
+//! spool_sdk::workflow!(checkout);
+//! # fn main() {}
+//! ```
+//!
+//! The crate is a `cdylib` built for `wasm32-wasip2`:
+//!
+//! ```toml
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! spool-sdk = { path = "../guest-sdk" }
+//! serde = { version = "1", features = ["derive"] }
+//! ```
+//!
+//! then `cargo build --release --target wasm32-wasip2` gives a component the host
+//! accepts as is.
+//!
+//! # Staying deterministic
+//!
+//! On replay the workflow must issue the same commands in the same order as the first
+//! time. So:
+//!
+//! - take time from [`Context::now`] and randomness from [`Context::random_u64`] /
+//!   [`Context::random_bytes`];
+//! - do side effects (HTTP, files, anything that talks to the world) in activities,
+//!   never in the workflow itself;
+//! - do not change the order of activities and timers in a workflow that has runs in
+//!   flight: the host compares each command to the journal and fails the run when
+//!   they differ.
+//!
+//! Running several activities at once is deterministic:
+//! [`ActivityBuilder::start`] returns at once, and [`Context::all`] and
+//! [`Context::any`] report completions in the order the host journaled them.
+//!
+//! # Errors
+//!
+//! Waiting on an activity gives `Result<T, `[`ActivityError`]`>`, whose fields say what
+//! went wrong ([`FailureKind`], `error_type`, …). The workflow returns
+//! [`WorkflowError`], into which `?` converts an `ActivityError` unchanged. A panic in
+//! the workflow traps, and the host fails the run.
+//!
+//! # Layout
+//!
+//! - `context.rs`: [`Context`], [`ActivityBuilder`], [`WorkflowInfo`], [`Level`]: one
+//!   method per host import.
+//! - `wait.rs`: [`ActivityHandle`], [`TimerHandle`], [`Context::all`],
+//!   [`Context::any`]: everything that blocks on `await-next`.
+//! - `retry.rs`: [`RetryPolicy`] and the `Duration` → milliseconds rule.
+//! - `error.rs`: [`FailureKind`], [`ActivityError`], [`WorkflowError`].
+//! - `export.rs`: the glue behind [`workflow!`] (JSON in, JSON or `failure` out).
+//! - `__bindings` (hidden): the `wit-bindgen` output for `spool:workflow/workflow`.
+
+mod context;
+mod error;
+mod retry;
+mod wait;
+
+#[doc(hidden)]
+pub mod __private {
+    //! Items the [`workflow!`](crate::workflow) macro needs in the user's crate.
+    pub use crate::export::*;
+}
+mod export;
+
+/// Generated bindings for `wit/workflow`. Hidden: user crates export through
+/// [`workflow!`], which names the export macro generated here.
+#[doc(hidden)]
+pub mod __bindings {
+    wit_bindgen::generate!({
+        path: "../wit/workflow",
+        world: "spool:workflow/workflow",
+        pub_export_macro: true,
+        export_macro_name: "__export_spool_workflow",
+    });
+}
+
+pub use context::{ActivityBuilder, Context, Level, WorkflowInfo};
+pub use error::{ActivityError, FailureKind, WorkflowError};
+pub use retry::RetryPolicy;
+pub use wait::{ActivityHandle, Awaitable, Outcome, Ready, TimerHandle};
+
+/// Exports a workflow function as the component's `run`.
+///
+/// The function has the shape `fn(&Context, In) -> Result<Out, WorkflowError>` with
+/// `In: serde::de::DeserializeOwned` and `Out: serde::Serialize`. The SDK decodes the
+/// run's JSON input into `In` (failing the run with a non-retryable `"invalid_input"`
+/// error when it does not fit), and encodes `Out` as the run's JSON output.
+///
+/// Use it once per crate, at module level.
+///
+/// ```no_run
+/// use spool_sdk::{Context, WorkflowError};
+///
+/// fn hello(ctx: &Context, name: String) -> Result<String, WorkflowError> {
+///     let echoed: String = ctx.activity("spool.echo").input(&name).call()?;
+///     Ok(format!("hello {echoed}"))
+/// }
+///
+/// spool_sdk::workflow!(hello);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! workflow {
+    ($workflow:path) => {
+        const _: () = {
+            struct SpoolWorkflow;
+
+            impl $crate::__private::Guest for SpoolWorkflow {
+                fn run(
+                    input: $crate::__private::String,
+                ) -> ::core::result::Result<$crate::__private::String, $crate::__private::Failure>
+                {
+                    $crate::__private::run($workflow, input)
+                }
+            }
+
+            $crate::__bindings::__export_spool_workflow!(
+                SpoolWorkflow with_types_in $crate::__bindings
+            );
+        };
+    };
+}

@@ -1,0 +1,416 @@
+//! Handles to started work, and waiting on them.
+//!
+//! Every wait goes through one host call, `await-next`, which returns the earliest
+//! journaled event among the handles named. A handle remembers its outcome once it has
+//! settled, so waiting on it again (or reading it after [`Context::any`] chose it)
+//! answers at once without asking the host; the SDK therefore never names a settled
+//! handle to the host, and never calls `await-next` with an empty list.
+
+use std::cell::{Cell, RefCell};
+
+use serde::de::DeserializeOwned;
+
+use crate::__bindings::spool::workflow::context as wit;
+use crate::{ActivityError, Context};
+
+/// What `await-next` reported for one handle.
+pub enum Settled {
+    Activity(Result<String, wit::Failure>),
+    TimerFired,
+}
+
+/// Blocks until one of `handles` settles. `handles` must not be empty.
+fn await_next(handles: &[u32]) -> (u32, Settled) {
+    assert!(!handles.is_empty(), "await-next needs at least one handle");
+    match wit::await_next(handles, &[]) {
+        wit::Event::ActivityCompleted(done) => (done.handle, Settled::Activity(Ok(done.output))),
+        wit::Event::ActivityFailed(failed) => {
+            (failed.handle, Settled::Activity(Err(failed.failure)))
+        }
+        wit::Event::TimerFired(handle) => (handle, Settled::TimerFired),
+        wit::Event::Signal(signal) => panic!(
+            "host delivered signal `{}` although the SDK asked for none",
+            signal.name
+        ),
+    }
+}
+
+mod sealed {
+    /// The operations [`Context::any`](crate::Context::any) needs; sealed so that the
+    /// set of awaitable things stays the SDK's to decide.
+    pub trait Waitable {
+        /// The host handle, while the outcome is still unknown.
+        fn pending(&self) -> Option<u32>;
+        /// Records what the host reported for this handle.
+        fn settle(&self, settled: super::Settled);
+        /// The outcome, once settled.
+        fn outcome(&self) -> Option<super::Outcome>;
+    }
+}
+
+/// Something [`Context::any`] can wait on: an [`ActivityHandle`] or a [`TimerHandle`].
+///
+/// The trait is sealed; pass handles as `&dyn Awaitable`, which a `&handle` in an
+/// array literal becomes by itself:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use spool_sdk::{Awaitable, Context};
+///
+/// # fn f(ctx: &Context) {
+/// let call = ctx.activity("reports.build").start();
+/// let deadline = ctx.timer(Duration::from_secs(60));
+/// let both: [&dyn Awaitable; 2] = [&call, &deadline];
+/// let first = ctx.any(&both);
+/// # }
+/// ```
+pub trait Awaitable: sealed::Waitable {}
+
+/// How a handle chosen by [`Context::any`] settled.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use spool_sdk::{Context, Outcome};
+///
+/// # fn f(ctx: &Context) {
+/// let call = ctx.activity("reports.build").start();
+/// let deadline = ctx.timer(Duration::from_secs(60));
+/// match ctx.any(&[&call, &deadline]).outcome {
+///     Outcome::Activity(Ok(json)) => ctx.log_info(format!("report: {json}")),
+///     Outcome::Activity(Err(e)) => ctx.log_error(format!("report failed: {e}")),
+///     Outcome::TimerFired => ctx.log_warn("report is late"),
+/// }
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// An activity settled: its output as untyped JSON, or why it failed. For a typed
+    /// value call [`ActivityHandle::result`] on the same handle; it answers at once.
+    Activity(Result<serde_json::Value, ActivityError>),
+    /// A timer fired.
+    TimerFired,
+}
+
+/// The first handle to settle among those given to [`Context::any`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use spool_sdk::Context;
+///
+/// # fn f(ctx: &Context) -> Result<(), spool_sdk::WorkflowError> {
+/// let call = ctx.activity("reports.build").start();
+/// let deadline = ctx.timer(Duration::from_secs(60));
+/// let first = ctx.any(&[&call, &deadline]);
+/// if first.index == 0 {
+///     let url: String = call.result()?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ready {
+    /// Position of the handle in the slice given to `any`.
+    pub index: usize,
+    /// How it settled.
+    pub outcome: Outcome,
+}
+
+#[derive(Debug)]
+enum ActivityState {
+    Pending(u32),
+    Done(Result<String, ActivityError>),
+}
+
+/// A started activity. Wait for its result with [`result`](ActivityHandle::result),
+/// or together with other handles through [`Context::all`] and [`Context::any`].
+///
+/// Dropping a handle does not cancel the activity; its result is simply never read.
+///
+/// ```no_run
+/// use spool_sdk::{Context, WorkflowError};
+///
+/// fn two_at_once(ctx: &Context) -> Result<u64, WorkflowError> {
+///     let a = ctx.activity("inventory.count").input(&"north").start();
+///     let b = ctx.activity("inventory.count").input(&"south").start();
+///     // Both run at the same time; the waits below only collect them.
+///     Ok(a.result::<u64>()? + b.result::<u64>()?)
+/// }
+/// ```
+#[derive(Debug)]
+pub struct ActivityHandle {
+    name: String,
+    state: RefCell<ActivityState>,
+}
+
+impl ActivityHandle {
+    pub(crate) fn pending(name: String, handle: u32) -> Self {
+        ActivityHandle {
+            name,
+            state: RefCell::new(ActivityState::Pending(handle)),
+        }
+    }
+
+    pub(crate) fn failed(name: String, error: ActivityError) -> Self {
+        ActivityHandle {
+            name,
+            state: RefCell::new(ActivityState::Done(Err(error))),
+        }
+    }
+
+    /// The activity's name.
+    ///
+    /// ```no_run
+    /// # fn f(ctx: &spool_sdk::Context) {
+    /// let handle = ctx.activity("spool.echo").start();
+    /// assert_eq!(handle.name(), "spool.echo");
+    /// # }
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits for the activity to finish and deserializes its output.
+    ///
+    /// Asking again returns the same answer without waiting. The host has already
+    /// applied the retry policy when this returns an error.
+    ///
+    /// ```no_run
+    /// # fn f(ctx: &spool_sdk::Context) -> Result<(), spool_sdk::ActivityError> {
+    /// let handle = ctx.activity("spool.echo").input(&[1, 2, 3]).start();
+    /// let echoed: Vec<u32> = handle.result()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn result<T: DeserializeOwned>(&self) -> Result<T, ActivityError> {
+        if let Some(handle) = self.pending_handle() {
+            let (got, settled) = await_next(&[handle]);
+            assert_eq!(got, handle, "host answered for a handle not asked for");
+            self.settle_with(settled);
+        }
+        match &*self.state.borrow() {
+            ActivityState::Done(Ok(raw)) => serde_json::from_str(raw)
+                .map_err(|e| ActivityError::invalid_output(&self.name, &e, raw)),
+            ActivityState::Done(Err(e)) => Err(e.clone()),
+            ActivityState::Pending(_) => unreachable!("activity settled above"),
+        }
+    }
+
+    fn pending_handle(&self) -> Option<u32> {
+        match *self.state.borrow() {
+            ActivityState::Pending(handle) => Some(handle),
+            ActivityState::Done(_) => None,
+        }
+    }
+
+    fn settle_with(&self, settled: Settled) {
+        let result = match settled {
+            Settled::Activity(result) => result.map_err(ActivityError::from_wit),
+            Settled::TimerFired => panic!("host reported a timer for activity `{}`", self.name),
+        };
+        *self.state.borrow_mut() = ActivityState::Done(result);
+    }
+}
+
+impl sealed::Waitable for ActivityHandle {
+    fn pending(&self) -> Option<u32> {
+        self.pending_handle()
+    }
+
+    fn settle(&self, settled: Settled) {
+        self.settle_with(settled);
+    }
+
+    fn outcome(&self) -> Option<Outcome> {
+        match &*self.state.borrow() {
+            ActivityState::Pending(_) => None,
+            ActivityState::Done(Ok(raw)) => Some(Outcome::Activity(
+                serde_json::from_str(raw)
+                    .map_err(|e| ActivityError::invalid_output(&self.name, &e, raw)),
+            )),
+            ActivityState::Done(Err(e)) => Some(Outcome::Activity(Err(e.clone()))),
+        }
+    }
+}
+
+impl Awaitable for ActivityHandle {}
+
+#[derive(Clone, Copy, Debug)]
+enum TimerState {
+    Pending(u32),
+    Fired,
+}
+
+/// A durable timer started by [`Context::timer`]. It fires after its duration of
+/// virtual time, even across crashes and restarts of the host.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// # fn f(ctx: &spool_sdk::Context) {
+/// let reminder = ctx.timer(Duration::from_secs(3600));
+/// let cleanup = ctx.activity("files.cleanup").start();
+/// reminder.wait();
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct TimerHandle {
+    state: Cell<TimerState>,
+}
+
+impl TimerHandle {
+    pub(crate) fn pending(handle: u32) -> Self {
+        TimerHandle {
+            state: Cell::new(TimerState::Pending(handle)),
+        }
+    }
+
+    /// Waits until the timer fires; returns at once if it already has.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// # fn f(ctx: &spool_sdk::Context) {
+    /// let timer = ctx.timer(Duration::from_secs(5));
+    /// timer.wait();
+    /// # }
+    /// ```
+    pub fn wait(&self) {
+        if let TimerState::Pending(handle) = self.state.get() {
+            let (got, settled) = await_next(&[handle]);
+            assert_eq!(got, handle, "host answered for a handle not asked for");
+            self.settle_with(settled);
+        }
+    }
+
+    fn settle_with(&self, settled: Settled) {
+        match settled {
+            Settled::TimerFired => self.state.set(TimerState::Fired),
+            Settled::Activity(_) => panic!("host reported an activity result for a timer"),
+        }
+    }
+}
+
+impl sealed::Waitable for TimerHandle {
+    fn pending(&self) -> Option<u32> {
+        match self.state.get() {
+            TimerState::Pending(handle) => Some(handle),
+            TimerState::Fired => None,
+        }
+    }
+
+    fn settle(&self, settled: Settled) {
+        self.settle_with(settled);
+    }
+
+    fn outcome(&self) -> Option<Outcome> {
+        match self.state.get() {
+            TimerState::Pending(_) => None,
+            TimerState::Fired => Some(Outcome::TimerFired),
+        }
+    }
+}
+
+impl Awaitable for TimerHandle {}
+
+/// Waits until every handle has settled. See [`Context::all`].
+pub(crate) fn all<T: DeserializeOwned>(handles: &[ActivityHandle]) -> Vec<Result<T, ActivityError>> {
+    // Parallel lists: the host handles still pending, and where each sits in `handles`.
+    let mut ids = Vec::with_capacity(handles.len());
+    let mut owners = Vec::with_capacity(handles.len());
+    for (index, handle) in handles.iter().enumerate() {
+        if let Some(id) = handle.pending_handle() {
+            ids.push(id);
+            owners.push(index);
+        }
+    }
+    while !ids.is_empty() {
+        let (got, settled) = await_next(&ids);
+        let at = ids
+            .iter()
+            .position(|&id| id == got)
+            .expect("host answered for a handle not asked for");
+        handles[owners[at]].settle_with(settled);
+        ids.swap_remove(at);
+        owners.swap_remove(at);
+    }
+    handles.iter().map(ActivityHandle::result).collect()
+}
+
+/// Waits until the first handle settles. See [`Context::any`].
+pub(crate) fn any(handles: &[&dyn Awaitable]) -> Ready {
+    assert!(!handles.is_empty(), "Context::any needs at least one handle");
+    // A handle that has already settled wins at once, the earliest in the slice first,
+    // so the choice is the same on every replay.
+    for (index, handle) in handles.iter().enumerate() {
+        if let Some(outcome) = handle.outcome() {
+            return Ready { index, outcome };
+        }
+    }
+    let ids: Vec<u32> = handles
+        .iter()
+        .map(|h| h.pending().expect("checked above: nothing has settled"))
+        .collect();
+    let (got, settled) = await_next(&ids);
+    let index = ids
+        .iter()
+        .position(|&id| id == got)
+        .expect("host answered for a handle not asked for");
+    handles[index].settle(settled);
+    let outcome = handles[index]
+        .outcome()
+        .expect("the handle settled just above");
+    Ready { index, outcome }
+}
+
+impl Context {
+    /// Waits for every activity and returns their results in the order of `handles`,
+    /// whatever order they finish in. It waits for all of them even when one fails
+    /// early; collect into `Result<Vec<_>, _>` to stop at the first error.
+    ///
+    /// ```no_run
+    /// use spool_sdk::{Context, WorkflowError};
+    ///
+    /// fn fan_out(ctx: &Context, ids: &[u32]) -> Result<Vec<String>, WorkflowError> {
+    ///     let handles: Vec<_> = ids
+    ///         .iter()
+    ///         .map(|id| ctx.activity("users.lookup").input(id).start())
+    ///         .collect();
+    ///     let names = ctx.all::<String>(&handles).into_iter().collect::<Result<_, _>>()?;
+    ///     Ok(names)
+    /// }
+    /// ```
+    pub fn all<T: DeserializeOwned>(
+        &self,
+        handles: &[ActivityHandle],
+    ) -> Vec<Result<T, ActivityError>> {
+        all(handles)
+    }
+
+    /// Waits until the first of `handles` settles, and says which one and how.
+    ///
+    /// Handles can be activities or timers, so "an activity or a deadline" is one
+    /// call. The others keep running and can be waited on later. A handle that had
+    /// already settled before the call wins at once (the first such in the slice).
+    ///
+    /// # Panics
+    ///
+    /// If `handles` is empty.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use spool_sdk::{Context, WorkflowError};
+    ///
+    /// fn approve(ctx: &Context, order: u64) -> Result<bool, WorkflowError> {
+    ///     let review = ctx.activity("orders.review").input(&order).start();
+    ///     let deadline = ctx.timer(Duration::from_secs(24 * 3600));
+    ///     let first = ctx.any(&[&review, &deadline]);
+    ///     if first.index == 1 {
+    ///         return Err(WorkflowError::new("review_timeout", "nobody reviewed in time"));
+    ///     }
+    ///     Ok(review.result::<bool>()?)
+    /// }
+    /// ```
+    pub fn any(&self, handles: &[&dyn Awaitable]) -> Ready {
+        any(handles)
+    }
+}

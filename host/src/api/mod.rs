@@ -1,0 +1,203 @@
+//! The HTTP API: JSON under `/api/v1/namespaces/{ns}/…`, described in `openapi.yaml`.
+//!
+//! Handlers translate between HTTP and the engine and nothing more. Errors are JSON
+//! `{"error": {"code", "message"}}` with a stable code; internal details are logged,
+//! not sent.
+
+mod error;
+mod views;
+
+pub use error::ApiError;
+
+use crate::engine::{Engine, StartRequest};
+use crate::ids::{Namespace, TypeName, WorkflowId};
+use crate::journal::{ModuleKind, RunFilter, RunStatus};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::time::Duration;
+use views::{EventView, ModuleView, RunView};
+
+/// Longest a `result` call may wait before answering with the still-open run.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub engine: Engine,
+    pub max_module_bytes: usize,
+    pub max_payload_bytes: usize,
+}
+
+pub fn router(state: ApiState) -> Router {
+    // Room for the JSON envelope around a maximal payload.
+    let json_limit = state.max_payload_bytes + 64 * 1024;
+    let module_limit = state.max_module_bytes + 1;
+    let ns = "/api/v1/namespaces/{ns}";
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route(
+            &format!("{ns}/modules"),
+            post(upload_module).get(list_modules).layer(DefaultBodyLimit::max(module_limit)),
+        )
+        .route(
+            &format!("{ns}/workflows"),
+            post(start_workflow).get(list_workflows).layer(DefaultBodyLimit::max(json_limit)),
+        )
+        .route(&format!("{ns}/workflows/{{id}}"), get(describe_workflow))
+        .route(&format!("{ns}/workflows/{{id}}/result"), get(workflow_result))
+        .route(&format!("{ns}/workflows/{{id}}/history"), get(workflow_history))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route") })
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+fn namespace(ns: String) -> Result<Namespace, ApiError> {
+    crate::ids::validate_name("namespace", &ns).map_err(ApiError::invalid)?;
+    Ok(Namespace(ns))
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    name: String,
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+async fn upload_module(
+    State(state): State<ApiState>,
+    Path(ns): Path<String>,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ModuleView>), ApiError> {
+    let namespace = namespace(ns)?;
+    let Query(query) = query.map_err(|e| ApiError::invalid(format!("{e}; expected ?name=TYPE[&kind=workflow|activity]")))?;
+    let kind = match query.kind.as_deref() {
+        None => ModuleKind::Workflow,
+        Some(kind) => ModuleKind::parse(kind)
+            .ok_or_else(|| ApiError::invalid(format!("kind {kind:?}: expected workflow or activity")))?,
+    };
+    let bytes = body.map_err(|e| ApiError::from_body_rejection(e.status(), e.body_text(), state.max_module_bytes))?;
+    let record = state
+        .engine
+        .upload_module(&namespace, &TypeName(query.name), kind, bytes.to_vec())
+        .await?;
+    Ok((StatusCode::CREATED, Json(ModuleView::from(record))))
+}
+
+async fn list_modules(
+    State(state): State<ApiState>,
+    Path(ns): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let modules = state.engine.list_modules(&namespace(ns)?).await?;
+    let modules: Vec<ModuleView> = modules.into_iter().map(ModuleView::from).collect();
+    Ok(Json(serde_json::json!({ "modules": modules })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    workflow_id: String,
+    workflow_type: String,
+    #[serde(default)]
+    input: Option<serde_json::Value>,
+}
+
+async fn start_workflow(
+    State(state): State<ApiState>,
+    Path(ns): Path<String>,
+    body: Result<Json<StartBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let namespace = namespace(ns)?;
+    let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
+    let input = body.input.unwrap_or(serde_json::Value::Null).to_string();
+    let run = state
+        .engine
+        .start_workflow(StartRequest {
+            namespace,
+            workflow_id: WorkflowId(body.workflow_id),
+            workflow_type: TypeName(body.workflow_type),
+            input,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(RunView::from(run))))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    workflow_type: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_workflows(
+    State(state): State<ApiState>,
+    Path(ns): Path<String>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let namespace = namespace(ns)?;
+    let Query(query) = query.map_err(|e| ApiError::invalid(e.to_string()))?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid(format!("status {s:?}: expected running, completed, failed or blocked"))
+        })?),
+    };
+    if let Some(t) = &query.workflow_type {
+        crate::ids::validate_name("type", t).map_err(ApiError::invalid)?;
+    }
+    let filter = RunFilter {
+        status,
+        workflow_type: query.workflow_type.map(TypeName),
+        limit: query.limit.unwrap_or(100),
+    };
+    let runs = state.engine.list(&namespace, &filter).await?;
+    let runs: Vec<RunView> = runs.into_iter().map(RunView::from).collect();
+    Ok(Json(serde_json::json!({ "workflows": runs })))
+}
+
+fn workflow_id(id: String) -> Result<WorkflowId, ApiError> {
+    crate::ids::validate_name("workflow id", &id).map_err(ApiError::invalid)?;
+    Ok(WorkflowId(id))
+}
+
+async fn describe_workflow(
+    State(state): State<ApiState>,
+    Path((ns, id)): Path<(String, String)>,
+) -> Result<Json<RunView>, ApiError> {
+    let run = state.engine.describe(&namespace(ns)?, &workflow_id(id)?).await?;
+    Ok(Json(RunView::from(run)))
+}
+
+#[derive(Deserialize)]
+struct ResultQuery {
+    /// Seconds to wait for the run to close (at most 60); 0 answers at once.
+    wait_secs: Option<u64>,
+}
+
+async fn workflow_result(
+    State(state): State<ApiState>,
+    Path((ns, id)): Path<(String, String)>,
+    query: Result<Query<ResultQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<RunView>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(e.to_string()))?;
+    let wait = Duration::from_secs(query.wait_secs.unwrap_or(30)).min(MAX_WAIT);
+    let run = state.engine.wait_closed(&namespace(ns)?, &workflow_id(id)?, wait).await?;
+    Ok(Json(RunView::from(run)))
+}
+
+async fn workflow_history(
+    State(state): State<ApiState>,
+    Path((ns, id)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let events = state.engine.history(&namespace(ns)?, &workflow_id(id)?).await?;
+    let events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
+    Ok(Json(serde_json::json!({ "events": events })))
+}

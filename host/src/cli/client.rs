@@ -1,0 +1,120 @@
+//! A small client of the HTTP API, shared by the CLI commands and the bench runner.
+
+use serde_json::Value;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    namespace: String,
+}
+
+/// An error answer of the API, or a failure to reach it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{message} [{code}]")]
+    Api { status: u16, code: String, message: String },
+    #[error("cannot reach the Spool server at {address}: {source}")]
+    Unreachable { address: String, source: reqwest::Error },
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+impl Client {
+    pub fn new(address: &str, namespace: &str) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: address.trim_end_matches('/').to_owned(),
+            namespace: namespace.to_owned(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1/namespaces/{}{}", self.base, self.namespace, path)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+        let response = request.send().await.map_err(|source| ClientError::Unreachable {
+            address: self.base.clone(),
+            source,
+        })?;
+        let status = response.status().as_u16();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| ClientError::Protocol(format!("HTTP {status}: {e}")))?;
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let error = &body["error"];
+        Err(ClientError::Api {
+            status,
+            code: error["code"].as_str().unwrap_or("unknown").to_owned(),
+            message: error["message"].as_str().unwrap_or("(no message)").to_owned(),
+        })
+    }
+
+    pub async fn upload(&self, name: &str, kind: &str, bytes: Vec<u8>) -> Result<Value, ClientError> {
+        let request = self
+            .http
+            .post(self.url("/modules"))
+            .query(&[("name", name), ("kind", kind)])
+            .header("content-type", "application/wasm")
+            .body(bytes);
+        self.send(request).await
+    }
+
+    pub async fn list_modules(&self) -> Result<Value, ClientError> {
+        self.send(self.http.get(self.url("/modules"))).await
+    }
+
+    pub async fn start(&self, workflow_type: &str, id: &str, input: Value) -> Result<Value, ClientError> {
+        let body = serde_json::json!({ "workflow_type": workflow_type, "workflow_id": id, "input": input });
+        self.send(self.http.post(self.url("/workflows")).json(&body)).await
+    }
+
+    /// Waits until the run closes (polling the long-poll endpoint) and returns it.
+    pub async fn result(&self, id: &str, timeout: Option<Duration>) -> Result<Value, ClientError> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            let wait = deadline
+                .map(|d| d.saturating_duration_since(tokio::time::Instant::now()).as_secs().min(30))
+                .unwrap_or(30);
+            let request = self
+                .http
+                .get(self.url(&format!("/workflows/{id}/result")))
+                .query(&[("wait_secs", wait)]);
+            let run = self.send(request).await?;
+            let open = matches!(run["status"].as_str(), Some("running") | Some("blocked"));
+            let expired = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+            if !open || expired {
+                return Ok(run);
+            }
+        }
+    }
+
+    pub async fn describe(&self, id: &str) -> Result<Value, ClientError> {
+        self.send(self.http.get(self.url(&format!("/workflows/{id}")))).await
+    }
+
+    pub async fn history(&self, id: &str) -> Result<Value, ClientError> {
+        self.send(self.http.get(self.url(&format!("/workflows/{id}/history")))).await
+    }
+
+    pub async fn list(&self, status: Option<&str>, workflow_type: Option<&str>, limit: u32) -> Result<Value, ClientError> {
+        let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+        if let Some(s) = status {
+            query.push(("status", s.to_owned()));
+        }
+        if let Some(t) = workflow_type {
+            query.push(("type", t.to_owned()));
+        }
+        self.send(self.http.get(self.url("/workflows")).query(&query)).await
+    }
+}

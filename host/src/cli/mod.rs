@@ -1,0 +1,280 @@
+//! The `spool` command. Server commands run the server in this process; every other
+//! command is a client of the HTTP API (`SPOOL_ADDRESS`, `SPOOL_NAMESPACE`).
+
+pub mod client;
+
+use crate::ids::TypeName;
+use crate::server::{run_dev_server, DevServerConfig};
+use clap::{Parser, Subcommand};
+use client::{Client, ClientError};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "spool", version, about = "Spool: durable workflows as WebAssembly components")]
+struct Cli {
+    /// Address of the Spool API.
+    #[arg(long, global = true, env = "SPOOL_ADDRESS", default_value = "http://127.0.0.1:7233")]
+    address: String,
+    /// Namespace to work in.
+    #[arg(long, global = true, env = "SPOOL_NAMESPACE", default_value = "default")]
+    namespace: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Spool server.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Upload and list workflow and activity components.
+    #[command(subcommand)]
+    Module(ModuleCommand),
+    /// Start, inspect and wait for workflows.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
+    /// Measure latency and throughput against a running server.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum ServerCommand {
+    /// Everything in one process with a SQLite journal: for development and single hosts.
+    StartDev {
+        /// The journal file (created if missing). Compiled components are cached beside it.
+        #[arg(long, default_value = "spool.db")]
+        db: PathBuf,
+        /// API port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 7233)]
+        port: u16,
+        /// Web UI port on 127.0.0.1.
+        #[arg(long, default_value_t = 8233)]
+        ui_port: u16,
+        /// Do not serve the web UI.
+        #[arg(long)]
+        no_ui: bool,
+        /// Upload a workflow module at start: TYPE=FILE.wasm (repeatable).
+        #[arg(long = "module", value_parser = parse_module_arg)]
+        modules: Vec<(TypeName, PathBuf)>,
+        /// Upload an activity module at start: NAME=FILE.wasm (repeatable).
+        #[arg(long = "activity-module", value_parser = parse_module_arg)]
+        activity_modules: Vec<(TypeName, PathBuf)>,
+        /// Restrict outgoing HTTP of activities to these hosts (repeatable; default: any).
+        #[arg(long = "allow-http")]
+        allow_http: Vec<String>,
+        /// Drop a waiting guest from memory when its next timer is further away than this
+        /// many milliseconds (it is rebuilt by replay). Negative: never.
+        #[arg(long, default_value_t = 5_000, allow_negative_numbers = true)]
+        evict_after_ms: i64,
+    },
+}
+
+fn parse_module_arg(s: &str) -> Result<(TypeName, PathBuf), String> {
+    let (name, file) = s.split_once('=').ok_or("expected TYPE=FILE.wasm")?;
+    Ok((TypeName(name.to_owned()), PathBuf::from(file)))
+}
+
+#[derive(Subcommand)]
+enum ModuleCommand {
+    /// Upload a component; prints its content hash.
+    Upload {
+        file: PathBuf,
+        /// The workflow type (or activity name) it serves.
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "workflow", value_parser = ["workflow", "activity"])]
+        kind: String,
+    },
+    /// List registered modules.
+    List,
+}
+
+#[derive(Subcommand)]
+enum WorkflowCommand {
+    /// Start a workflow; answers once the start is durable.
+    Start {
+        #[arg(long = "type")]
+        workflow_type: String,
+        #[arg(long)]
+        id: String,
+        /// JSON input.
+        #[arg(long, default_value = "null")]
+        input: String,
+    },
+    /// Wait for a workflow to end; print its JSON result, or its error and exit 1.
+    Result {
+        #[arg(long)]
+        id: String,
+        /// Give up after this many seconds (exit 2).
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// Show a workflow's newest run.
+    Describe {
+        #[arg(long)]
+        id: String,
+    },
+    /// Print a workflow's events as JSON.
+    History {
+        #[arg(long)]
+        id: String,
+    },
+    /// List workflows, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long = "type")]
+        workflow_type: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let outcome = match cli.command {
+        Command::Server(ServerCommand::StartDev {
+            db,
+            port,
+            ui_port,
+            no_ui,
+            modules,
+            activity_modules,
+            allow_http,
+            evict_after_ms,
+        }) => {
+            let config = DevServerConfig {
+                db,
+                port,
+                ui_port: (!no_ui).then_some(ui_port),
+                modules,
+                activity_modules,
+                allow_http,
+                evict_after: u64::try_from(evict_after_ms).ok().map(Duration::from_millis),
+            };
+            return match run_dev_server(config, shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Bench(args) => return crate::bench::run(&cli.address, &cli.namespace, args).await,
+        Command::Module(command) => module_command(&cli.address, &cli.namespace, command).await,
+        Command::Workflow(command) => workflow_command(&cli.address, &cli.namespace, command).await,
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+async fn module_command(address: &str, namespace: &str, command: ModuleCommand) -> Result<ExitCode, CliError> {
+    let client = Client::new(address, namespace)?;
+    match command {
+        ModuleCommand::Upload { file, name, kind } => {
+            let bytes = std::fs::read(&file).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let module = client.upload(&name, &kind, bytes).await?;
+            println!("{}", module["hash"].as_str().unwrap_or_default());
+        }
+        ModuleCommand::List => print_json(&client.list_modules().await?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn workflow_command(address: &str, namespace: &str, command: WorkflowCommand) -> Result<ExitCode, CliError> {
+    let client = Client::new(address, namespace)?;
+    match command {
+        WorkflowCommand::Start { workflow_type, id, input } => {
+            let input: serde_json::Value = serde_json::from_str(&input)
+                .map_err(|e| CliError::Usage(format!("--input is not valid JSON: {e}")))?;
+            let run = client.start(&workflow_type, &id, input).await?;
+            println!("started workflow {} (run {})", run["workflow_id"].as_str().unwrap_or(&id), run["run_id"].as_str().unwrap_or("?"));
+        }
+        WorkflowCommand::Result { id, timeout } => {
+            let run = client.result(&id, timeout.map(Duration::from_secs)).await?;
+            match run["status"].as_str() {
+                Some("completed") => print_json(&run["output"]),
+                Some("failed") => {
+                    let failure = &run["failure"];
+                    eprintln!(
+                        "workflow {id} failed: {} [{}]",
+                        failure["message"].as_str().unwrap_or("?"),
+                        failure["error_type"].as_str().unwrap_or("?")
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                Some("blocked") if timeout.is_some() => {
+                    eprintln!("workflow {id} is blocked: {}", run["blocked_reason"].as_str().unwrap_or("?"));
+                    return Ok(ExitCode::from(2));
+                }
+                _ => {
+                    eprintln!("workflow {id} is still {}", run["status"].as_str().unwrap_or("open"));
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+        WorkflowCommand::Describe { id } => print_json(&client.describe(&id).await?),
+        WorkflowCommand::History { id } => print_json(&client.history(&id).await?),
+        WorkflowCommand::List { status, workflow_type, limit } => {
+            print_json(&client.list(status.as_deref(), workflow_type.as_deref(), limit).await?)
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

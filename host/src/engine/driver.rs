@@ -1,0 +1,611 @@
+//! The driver of one run: it instantiates the guest, answers its `context` calls, and
+//! decides what happens when the guest returns, traps, diverges or waits for long.
+//!
+//! Write-ahead: a result reaches the guest only after the event carrying it is
+//! committed (`receive` awaits the commit before `await_next` can return it). New
+//! commands are queued for the journal when the guest next waits; their effects may
+//! start before that commit, which only makes an activity at-least-once, as promised.
+
+use super::activity_task;
+use super::replay::{Command, ContractViolation, Issued, NonDeterminism, Outstanding, RunState};
+use super::Inner;
+use crate::ids::{Handle, RunId};
+use crate::journal::{
+    ActivityOptions, CommitTicket, Event, EventKind, Failure, FailureKind, JournalError, RetryPolicy, RunRecord,
+    StatusChange, Write,
+};
+use crate::runtime::bindings::spool::workflow::context as wit;
+use crate::runtime::wasi::{deterministic_wasi, CapturedOutput, SeededRandom, VirtualTime};
+use crate::runtime::Activations;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Messages from a run's activity and timer tasks to its driver.
+#[derive(Debug)]
+pub(super) enum RunMsg {
+    ActivityDone {
+        handle: Handle,
+        result: Result<String, Failure>,
+        attempts: u32,
+    },
+    TimerFired {
+        handle: Handle,
+    },
+}
+
+/// Bound on a run's inbox. A run has at most one message per outstanding command, and
+/// senders wait when it is full, so this only paces very wide fan-outs.
+const INBOX_DEPTH: usize = 1_024;
+/// Bound on `random-bytes` per call.
+const MAX_RANDOM_BYTES: u32 = 1 << 16;
+
+/// Why the host stopped a guest from inside one of its calls. Carried through the
+/// guest's stack as a trap and recognised by `classify`.
+#[derive(Debug, thiserror::Error)]
+enum Abort {
+    #[error("evicted while waiting")]
+    Evict,
+    #[error(transparent)]
+    NonDeterminism(#[from] NonDeterminism),
+    #[error(transparent)]
+    Contract(#[from] ContractViolation),
+    #[error("{0}")]
+    Payload(String),
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+}
+
+fn abort(reason: impl Into<Abort>) -> wasmtime::Error {
+    wasmtime::Error::new(reason.into())
+}
+
+/// The host state of a run, living inside its store while a guest instance runs and
+/// taken back out when the instance ends.
+pub struct RunHost {
+    inner: Arc<Inner>,
+    run: RunRecord,
+    state: RunState,
+    inbox: mpsc::Receiver<RunMsg>,
+    /// Handed to activity and timer tasks so they can report back.
+    outbox: mpsc::Sender<RunMsg>,
+    /// New command events not yet queued for the journal.
+    pending: Vec<Event>,
+    /// Writes queued but not yet known to be committed.
+    unconfirmed: Vec<CommitTicket>,
+    time: VirtualTime,
+    random: SeededRandom,
+    new_activation: bool,
+}
+
+impl Activations for RunHost {
+    fn take_new_activation(&mut self) -> bool {
+        std::mem::take(&mut self.new_activation)
+    }
+}
+
+/// How one guest instance ended.
+enum InstanceEnd {
+    Returned(Result<String, Failure>),
+    Evicted,
+    NonDeterminism(NonDeterminism),
+    /// The host could not go on (storage failure, module missing): the run stays open
+    /// and resumes on the next start.
+    HostError(String),
+}
+
+pub(super) async fn drive(inner: Arc<Inner>, run: RunRecord, events: Vec<Event>) {
+    let run_id = run.run_id.clone();
+    let state = match RunState::new(events) {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::error!(run = %run_id, error = %e, "cannot resume run");
+            return;
+        }
+    };
+    if state.is_closed() {
+        return;
+    }
+    let (outbox, inbox) = mpsc::channel(INBOX_DEPTH);
+    let mut host = RunHost {
+        random: SeededRandom::new(state.start().seed),
+        time: VirtualTime::new(state.start().start_ms),
+        inner,
+        run,
+        state,
+        inbox,
+        outbox,
+        pending: Vec::new(),
+        unconfirmed: Vec::new(),
+        new_activation: false,
+    };
+    // Whatever was started before a restart and has no result yet is started again.
+    let outstanding = host.state.outstanding();
+    host.start_effects(outstanding);
+    loop {
+        let (end, returned) = run_instance(host).await;
+        host = returned;
+        let outcome = match end {
+            InstanceEnd::Evicted => {
+                tracing::debug!(run = %run_id, "evicted while waiting");
+                match host.receive().await {
+                    Ok(()) => continue,
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            InstanceEnd::Returned(result) => host.finish(result).await.map_err(|e| e.to_string()),
+            InstanceEnd::NonDeterminism(e) => {
+                tracing::error!(run = %run_id, error = %e, "run blocked");
+                host.block(e).await.map_err(|e| e.to_string())
+            }
+            InstanceEnd::HostError(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            tracing::error!(run = %run_id, error = %e, "run stopped; it resumes when the server restarts");
+        }
+        return;
+    }
+}
+
+/// Builds a guest instance, replays it against the journal and lets it run until it
+/// returns or stops; hands the host state back either way.
+async fn run_instance(mut host: RunHost) -> (InstanceEnd, RunHost) {
+    host.state.begin_instance();
+    let start = host.state.start().clone();
+    host.time.set_ms(start.start_ms);
+    host.random = SeededRandom::new(start.seed);
+    host.new_activation = false;
+    let inner = host.inner.clone();
+    let pre = match inner.workflow_pre(&host.run.namespace, &host.run.module_hash).await {
+        Ok(pre) => pre,
+        Err(e) => return (InstanceEnd::HostError(format!("cannot load module: {e:#}")), host),
+    };
+    let (wasi, output) = deterministic_wasi(&host.time, start.start_ms, start.seed);
+    let mut store = inner.runtime.new_store(wasi, host);
+    let result = async {
+        let workflow = pre.instantiate_async(&mut store).await?;
+        workflow.call_run(&mut store, &start.input).await
+    }
+    .await;
+    let host = store.into_data().host;
+    let end = classify(&host, result, &output);
+    (end, host)
+}
+
+fn classify(
+    host: &RunHost,
+    result: wasmtime::Result<Result<String, wit::Failure>>,
+    output: &CapturedOutput,
+) -> InstanceEnd {
+    let stderr = String::from_utf8_lossy(&output.stderr.contents()).into_owned();
+    let stdout = String::from_utf8_lossy(&output.stdout.contents()).into_owned();
+    if !stdout.is_empty() || !stderr.is_empty() {
+        tracing::debug!(run = %host.run.run_id, %stdout, %stderr, "guest output");
+    }
+    match result {
+        Ok(returned) => {
+            if let Err(e) = host.state.check_finished() {
+                return InstanceEnd::NonDeterminism(e);
+            }
+            InstanceEnd::Returned(returned.map_err(failure_from_wit))
+        }
+        Err(error) => {
+            if let Some(reason) = error.downcast_ref::<Abort>() {
+                return match reason {
+                    Abort::Evict => InstanceEnd::Evicted,
+                    Abort::NonDeterminism(e) => InstanceEnd::NonDeterminism(e.clone()),
+                    Abort::Contract(e) => InstanceEnd::Returned(Err(sandbox_failure("contract_violation", e.to_string(), &stderr))),
+                    Abort::Payload(e) => InstanceEnd::Returned(Err(sandbox_failure("payload_too_large", e.clone(), &stderr))),
+                    Abort::Journal(e) => InstanceEnd::HostError(e.to_string()),
+                };
+            }
+            let (error_type, message) = describe_trap(&error);
+            InstanceEnd::Returned(Err(sandbox_failure(error_type, message, &stderr)))
+        }
+    }
+}
+
+/// Names a guest's trap for the user.
+fn describe_trap(error: &wasmtime::Error) -> (&'static str, String) {
+    use wasmtime::Trap;
+    let root = error.root_cause().to_string();
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => (
+            "fuel_exhausted",
+            "fuel exhausted: the workflow ran too long without waiting on the host (an endless loop?)".into(),
+        ),
+        Some(Trap::StackOverflow) => ("stack_overflow", "stack overflow: the workflow recursed too deeply".into()),
+        Some(Trap::Interrupt) => (
+            "deadline_exceeded",
+            "the workflow exceeded its wall-clock deadline for one activation".into(),
+        ),
+        Some(Trap::UnreachableCodeReached) => ("trap", "the workflow trapped (a panic or abort)".into()),
+        Some(trap) => ("trap", format!("the workflow trapped: {trap}")),
+        None if root.contains("grow") || root.contains("memory") => (
+            "memory_exhausted",
+            format!("memory limit reached: {root}"),
+        ),
+        None => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(exit) => ("exit", format!("the workflow called exit({})", exit.0)),
+            None => ("trap", format!("{error:#}")),
+        },
+    }
+}
+
+fn sandbox_failure(error_type: &str, message: String, stderr: &str) -> Failure {
+    // A guest's panic message goes to stderr; its tail is what the user needs.
+    let tail: String = {
+        let trimmed = stderr.trim_end();
+        let start = trimmed.char_indices().rev().nth(2_000).map(|(i, _)| i).unwrap_or(0);
+        trimmed[start..].to_owned()
+    };
+    let message = if tail.is_empty() { message } else { format!("{message}; stderr: {tail}") };
+    Failure::new(FailureKind::Sandbox, error_type, message).non_retryable()
+}
+
+fn failure_from_wit(f: wit::Failure) -> Failure {
+    Failure {
+        kind: match f.kind {
+            wit::FailureKind::Application => FailureKind::Application,
+            wit::FailureKind::Timeout => FailureKind::Timeout,
+            wit::FailureKind::UnknownActivity => FailureKind::UnknownActivity,
+            wit::FailureKind::Cancelled => FailureKind::Cancelled,
+        },
+        error_type: f.error_type,
+        message: f.message,
+        non_retryable: f.non_retryable,
+        details: f.details,
+    }
+}
+
+fn failure_to_wit(f: Failure) -> wit::Failure {
+    wit::Failure {
+        kind: match f.kind {
+            FailureKind::Application | FailureKind::Sandbox => wit::FailureKind::Application,
+            FailureKind::Timeout => wit::FailureKind::Timeout,
+            FailureKind::UnknownActivity => wit::FailureKind::UnknownActivity,
+            FailureKind::Cancelled => wit::FailureKind::Cancelled,
+        },
+        error_type: f.error_type,
+        message: f.message,
+        non_retryable: f.non_retryable,
+        details: f.details,
+    }
+}
+
+fn options_from_wit(o: wit::ActivityOptions) -> ActivityOptions {
+    let defaults = ActivityOptions::default();
+    ActivityOptions {
+        retry: o
+            .retry
+            .map(|r| RetryPolicy {
+                initial_interval_ms: r.initial_interval_ms,
+                backoff_coefficient: r.backoff_coefficient,
+                maximum_interval_ms: r.maximum_interval_ms,
+                maximum_attempts: r.maximum_attempts,
+            })
+            .unwrap_or(defaults.retry),
+        start_to_close_timeout_ms: o
+            .start_to_close_timeout_ms
+            .unwrap_or(defaults.start_to_close_timeout_ms),
+    }
+}
+
+impl RunHost {
+    fn run_id(&self) -> &RunId {
+        &self.run.run_id
+    }
+
+    /// Starts the effects of commands: activity attempts and timers, as tasks that
+    /// report to this run's inbox.
+    fn start_effects(&self, commands: Vec<Outstanding>) {
+        for command in commands {
+            let outbox = self.outbox.clone();
+            match command {
+                Outstanding::Activity {
+                    handle,
+                    name,
+                    input,
+                    options,
+                } => {
+                    let executor = self.inner.activities.clone();
+                    let clock = self.inner.clock.clone();
+                    let namespace = self.run.namespace.clone();
+                    let max_payload = self.inner.config.max_payload_bytes;
+                    tokio::spawn(async move {
+                        let (result, attempts) =
+                            activity_task::run_with_retries(&executor, &*clock, &namespace, &name, &input, &options)
+                                .await;
+                        let result = result.and_then(|output| {
+                            if output.len() > max_payload {
+                                Err(Failure::new(
+                                    FailureKind::Application,
+                                    "payload_too_large",
+                                    format!("activity output of {} bytes exceeds the limit of {max_payload}", output.len()),
+                                )
+                                .non_retryable())
+                            } else {
+                                Ok(output)
+                            }
+                        });
+                        let _ = outbox.send(RunMsg::ActivityDone { handle, result, attempts }).await;
+                    });
+                }
+                Outstanding::Timer { handle, fire_at_ms } => {
+                    let clock = self.inner.clock.clone();
+                    tokio::spawn(async move {
+                        clock.sleep_until(fire_at_ms).await;
+                        let _ = outbox.send(RunMsg::TimerFired { handle }).await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Queues the new command events for the journal and starts their effects.
+    async fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut self.pending);
+        let commands: Vec<Outstanding> = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::ActivityScheduled {
+                    handle,
+                    name,
+                    input,
+                    options,
+                } => Some(Outstanding::Activity {
+                    handle: *handle,
+                    name: name.clone(),
+                    input: input.clone(),
+                    options: options.clone(),
+                }),
+                EventKind::TimerStarted {
+                    handle, fire_at_ms, ..
+                } => Some(Outstanding::Timer {
+                    handle: *handle,
+                    fire_at_ms: *fire_at_ms,
+                }),
+                _ => None,
+            })
+            .collect();
+        let ticket = self
+            .inner
+            .journal
+            .submit(Write::Append {
+                run_id: self.run_id().clone(),
+                events,
+                status: None,
+            })
+            .await;
+        self.unconfirmed.push(ticket);
+        self.start_effects(commands);
+    }
+
+    /// Commits `events` (after everything queued before them) and waits until durable.
+    async fn commit(&mut self, events: Vec<Event>, status: Option<StatusChange>) -> Result<(), JournalError> {
+        let ticket = self
+            .inner
+            .journal
+            .submit(Write::Append {
+                run_id: self.run_id().clone(),
+                events,
+                status,
+            })
+            .await;
+        for earlier in std::mem::take(&mut self.unconfirmed) {
+            earlier.await?;
+        }
+        ticket.await
+    }
+
+    /// Waits for at least one message from the run's tasks, journals every result that
+    /// is waiting, and returns once they are committed.
+    async fn receive(&mut self) -> Result<(), JournalError> {
+        self.flush().await;
+        let first = self.inbox.recv().await.ok_or(JournalError::Closed)?;
+        let mut events = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next {
+            let now = self.inner.clock.now_ms();
+            let kind = match message {
+                RunMsg::ActivityDone {
+                    handle,
+                    result: Ok(output),
+                    attempts,
+                } => EventKind::ActivityCompleted {
+                    handle,
+                    output,
+                    attempts,
+                },
+                RunMsg::ActivityDone {
+                    handle,
+                    result: Err(failure),
+                    attempts,
+                } => EventKind::ActivityFailed {
+                    handle,
+                    failure,
+                    attempts,
+                },
+                RunMsg::TimerFired { handle } => EventKind::TimerFired { handle },
+            };
+            events.push(self.state.record(kind, now));
+            next = self.inbox.try_recv().ok();
+        }
+        self.commit(events, None).await
+    }
+
+    /// True when the guest waits only on timers that are far off, so its memory is
+    /// better spent elsewhere; replay rebuilds it when a timer fires.
+    fn should_evict(&self, handles: &[Handle]) -> bool {
+        let Some(evict_after) = self.inner.config.evict_after else {
+            return false;
+        };
+        let mut earliest = u64::MAX;
+        for &handle in handles {
+            match self.state.pending_timer_fire_at(handle) {
+                Some(fire_at) => earliest = earliest.min(fire_at),
+                // An activity: results usually come soon; stay in memory.
+                None => return false,
+            }
+        }
+        earliest.saturating_sub(self.inner.clock.now_ms()) > evict_after.as_millis() as u64
+    }
+
+    async fn finish(&mut self, result: Result<String, Failure>) -> Result<(), JournalError> {
+        let result = result.and_then(|output| {
+            let limit = self.inner.config.max_payload_bytes;
+            if output.len() > limit {
+                Err(Failure::new(
+                    FailureKind::Sandbox,
+                    "payload_too_large",
+                    format!("workflow output of {} bytes exceeds the limit of {limit}", output.len()),
+                )
+                .non_retryable())
+            } else {
+                Ok(output)
+            }
+        });
+        let now = self.inner.clock.now_ms();
+        let (kind, status) = match result {
+            Ok(output) => (
+                EventKind::RunCompleted { output: output.clone() },
+                StatusChange::Completed { output },
+            ),
+            Err(failure) => (
+                EventKind::RunFailed { failure: failure.clone() },
+                StatusChange::Failed { failure },
+            ),
+        };
+        // Commands issued but never awaited are journaled for the record; the run has
+        // ended, so their effects are not started.
+        let mut events = std::mem::take(&mut self.pending);
+        events.push(self.state.record(kind, now));
+        self.commit(events, Some(status)).await
+    }
+
+    async fn block(&mut self, error: NonDeterminism) -> Result<(), JournalError> {
+        self.pending.clear();
+        self.commit(
+            Vec::new(),
+            Some(StatusChange::Blocked {
+                reason: error.to_string(),
+            }),
+        )
+        .await
+    }
+
+    fn issue(&mut self, command: Command) -> wasmtime::Result<u32> {
+        let now = self.inner.clock.now_ms();
+        match self.state.issue(command, now).map_err(abort)? {
+            Issued::Replayed(handle) => Ok(handle.0),
+            Issued::New(event) => {
+                let handle = event.kind.command_handle().map(|h| h.0).unwrap_or_default();
+                self.pending.push(event);
+                Ok(handle)
+            }
+        }
+    }
+
+    fn check_payload(&self, what: &str, payload: &str) -> wasmtime::Result<()> {
+        let limit = self.inner.config.max_payload_bytes;
+        if payload.len() > limit {
+            return Err(abort(Abort::Payload(format!(
+                "{what} of {} bytes exceeds the limit of {limit}",
+                payload.len()
+            ))));
+        }
+        Ok(())
+    }
+}
+
+impl wit::Host for RunHost {
+    async fn start_activity(
+        &mut self,
+        name: String,
+        input: String,
+        options: wit::ActivityOptions,
+    ) -> wasmtime::Result<u32> {
+        self.check_payload("activity input", &input)?;
+        self.issue(Command::ScheduleActivity {
+            name,
+            input,
+            options: options_from_wit(options),
+        })
+    }
+
+    async fn start_timer(&mut self, duration_ms: u64) -> wasmtime::Result<u32> {
+        self.issue(Command::StartTimer { duration_ms })
+    }
+
+    async fn await_next(&mut self, handles: Vec<u32>, signals: Vec<String>) -> wasmtime::Result<wit::Event> {
+        let handles: Vec<Handle> = handles.into_iter().map(Handle).collect();
+        self.state.check_await(&handles, &signals).map_err(abort)?;
+        loop {
+            if let Some(event) = self.state.next_completion(&handles) {
+                self.time.set_ms(self.state.virtual_now_ms());
+                self.new_activation = true;
+                return Ok(match event.kind {
+                    EventKind::ActivityCompleted { handle, output, .. } => {
+                        wit::Event::ActivityCompleted(wit::ActivityCompleted { handle: handle.0, output })
+                    }
+                    EventKind::ActivityFailed { handle, failure, .. } => {
+                        wit::Event::ActivityFailed(wit::ActivityFailed {
+                            handle: handle.0,
+                            failure: failure_to_wit(failure),
+                        })
+                    }
+                    EventKind::TimerFired { handle } => wit::Event::TimerFired(handle.0),
+                    other => unreachable!("next_completion returned {}", other.type_name()),
+                });
+            }
+            if self.should_evict(&handles) {
+                self.flush().await;
+                return Err(abort(Abort::Evict));
+            }
+            self.receive().await.map_err(abort)?;
+        }
+    }
+
+    async fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.time.ms())
+    }
+
+    async fn random_bytes(&mut self, n: u32) -> wasmtime::Result<Vec<u8>> {
+        if n > MAX_RANDOM_BYTES {
+            return Err(abort(Abort::Payload(format!(
+                "random-bytes({n}) exceeds the limit of {MAX_RANDOM_BYTES}"
+            ))));
+        }
+        let mut bytes = vec![0; n as usize];
+        self.random.fill(&mut bytes);
+        Ok(bytes)
+    }
+
+    async fn log(&mut self, level: wit::LogLevel, message: String) -> wasmtime::Result<()> {
+        if self.state.is_replaying() {
+            return Ok(());
+        }
+        let run = self.run_id();
+        let message: String = message.chars().take(4_096).collect();
+        match level {
+            wit::LogLevel::Trace => tracing::trace!(target: "workflow", %run, "{message}"),
+            wit::LogLevel::Debug => tracing::debug!(target: "workflow", %run, "{message}"),
+            wit::LogLevel::Info => tracing::info!(target: "workflow", %run, "{message}"),
+            wit::LogLevel::Warn => tracing::warn!(target: "workflow", %run, "{message}"),
+            wit::LogLevel::Error => tracing::error!(target: "workflow", %run, "{message}"),
+        }
+        Ok(())
+    }
+
+    async fn info(&mut self) -> wasmtime::Result<wit::WorkflowInfo> {
+        let start = self.state.start();
+        Ok(wit::WorkflowInfo {
+            workflow_id: start.workflow_id.0.clone(),
+            run_id: self.run.run_id.0.clone(),
+            workflow_type: start.workflow_type.0.clone(),
+            start_time_ms: start.start_ms,
+        })
+    }
+}

@@ -1,0 +1,383 @@
+//! Workflow runs: starting them, driving their guests, replaying them after a restart,
+//! and telling callers when they end.
+//!
+//! Each open run has one driver task (`driver`) that owns its journal state and, while
+//! the guest runs, its wasmtime store. Activity attempts and timers are separate tasks
+//! that report back to the driver through its inbox; only the driver appends to its
+//! run's journal, so event numbers need no locks.
+
+mod activity_task;
+mod driver;
+pub mod replay;
+
+use crate::activity::ActivityExecutor;
+use crate::clock::SharedClock;
+use crate::ids::{validate_name, ModuleHash, Namespace, RunId, TypeName, WorkflowId};
+use crate::journal::{
+    self, Event, EventKind, Journal, JournalError, ModuleKind, ModuleRecord, RunFilter, RunRecord,
+    RunStatus, Write,
+};
+use crate::runtime::bindings::WorkflowPre;
+use crate::runtime::{ModuleError, Runtime, Sandbox};
+use driver::RunHost;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use wasmtime::component::Linker;
+
+pub use replay::NonDeterminism;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// A guest that waits only on timers due further away than this is dropped from
+    /// memory and rebuilt by replay when the timer fires. None: keep every guest hot.
+    pub evict_after: Option<Duration>,
+    /// Largest accepted payload (workflow input and output, activity input and output).
+    pub max_payload_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            evict_after: Some(Duration::from_secs(5)),
+            max_payload_bytes: 2 << 20,
+        }
+    }
+}
+
+/// Errors grouped by what the caller should do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Fix the request.
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { size: usize, limit: usize },
+    #[error(transparent)]
+    InvalidModule(#[from] ModuleError),
+    #[error("no workflow type {0:?} is registered; upload a module with --name {0}")]
+    UnknownWorkflowType(TypeName),
+    #[error("{name:?} is an {actual} module, not a {expected}")]
+    WrongModuleKind {
+        name: TypeName,
+        expected: &'static str,
+        actual: &'static str,
+    },
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Pick another id or wait for the open run to end.
+    #[error("workflow {0} is already running")]
+    AlreadyRunning(WorkflowId),
+    /// Retry later.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl From<JournalError> for EngineError {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::AlreadyRunning(id) => EngineError::AlreadyRunning(id),
+            other => EngineError::Storage(other.to_string()),
+        }
+    }
+}
+
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// What a client asks for to start a run.
+#[derive(Clone, Debug)]
+pub struct StartRequest {
+    pub namespace: Namespace,
+    pub workflow_id: WorkflowId,
+    pub workflow_type: TypeName,
+    pub input: String,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    journal: Arc<dyn Journal>,
+    runtime: Arc<Runtime>,
+    clock: SharedClock,
+    activities: Arc<ActivityExecutor>,
+    config: EngineConfig,
+    linker: Linker<Sandbox<RunHost>>,
+    pres: Mutex<HashMap<(Namespace, ModuleHash), WorkflowPre<Sandbox<RunHost>>>>,
+    /// Callers waiting for a run to close.
+    waiters: Mutex<HashMap<RunId, Vec<oneshot::Sender<()>>>>,
+}
+
+impl Engine {
+    pub fn new(
+        journal: Arc<dyn Journal>,
+        runtime: Arc<Runtime>,
+        clock: SharedClock,
+        activities: Arc<ActivityExecutor>,
+        config: EngineConfig,
+    ) -> anyhow::Result<Self> {
+        let linker = crate::runtime::wasi::workflow_linker::<RunHost>(runtime.engine())
+            .map_err(anyhow::Error::from)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                journal,
+                runtime,
+                clock,
+                activities,
+                config,
+                linker,
+                pres: Mutex::new(HashMap::new()),
+                waiters: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.inner.journal
+    }
+
+    /// Resumes every open run in the journal (after a restart or crash). Returns how many.
+    pub async fn recover(&self) -> EngineResult<usize> {
+        let runs = self.inner.journal.open_runs().await?;
+        let count = runs.len();
+        for run in runs {
+            let events = self.inner.journal.events(&run.run_id).await?;
+            self.spawn_driver(run, events);
+        }
+        Ok(count)
+    }
+
+    fn spawn_driver(&self, run: RunRecord, events: Vec<Event>) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let run_id = run.run_id.clone();
+            driver::drive(inner.clone(), run, events).await;
+            inner.notify_closed(&run_id);
+        });
+    }
+
+    /// Validates and stores a component under `name`; returns its record (with hash).
+    pub async fn upload_module(
+        &self,
+        namespace: &Namespace,
+        name: &TypeName,
+        kind: ModuleKind,
+        bytes: Vec<u8>,
+    ) -> EngineResult<ModuleRecord> {
+        validate_name("module name", name.as_str()).map_err(EngineError::InvalidInput)?;
+        if kind == ModuleKind::Activity && crate::activity::is_builtin(name.as_str()) {
+            return Err(EngineError::InvalidInput(format!(
+                "{name:?} is the name of a built-in activity; choose another"
+            )));
+        }
+        let hash = ModuleHash::of(&bytes);
+        let inner = self.inner.clone();
+        let (bytes, component) = tokio::task::spawn_blocking(move || {
+            let checked = match kind {
+                ModuleKind::Workflow => inner.runtime.validate_workflow(&inner.linker, &bytes),
+                ModuleKind::Activity => inner.runtime.validate_activity(&bytes),
+            };
+            checked.map(|component| (bytes, component))
+        })
+        .await
+        .map_err(|e| EngineError::Storage(format!("validation task failed: {e}")))??;
+        let record = ModuleRecord {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            kind,
+            hash: hash.clone(),
+            size_bytes: bytes.len() as u64,
+            uploaded_at_ms: self.inner.clock.now_ms(),
+        };
+        journal::commit(
+            &*self.inner.journal,
+            Write::PutModule {
+                record: record.clone(),
+                bytes,
+            },
+        )
+        .await?;
+        self.inner.runtime.remember(&hash, &component);
+        Ok(record)
+    }
+
+    pub async fn list_modules(&self, namespace: &Namespace) -> EngineResult<Vec<ModuleRecord>> {
+        Ok(self.inner.journal.list_modules(namespace).await?)
+    }
+
+    /// Starts a run; answers once the run is durably recorded.
+    pub async fn start_workflow(&self, request: StartRequest) -> EngineResult<RunRecord> {
+        validate_name("workflow id", request.workflow_id.as_str()).map_err(EngineError::InvalidInput)?;
+        validate_name("workflow type", request.workflow_type.as_str())
+            .map_err(EngineError::InvalidInput)?;
+        self.check_payload(&request.input)?;
+        let module = self
+            .inner
+            .journal
+            .module_for_type(&request.namespace, &request.workflow_type)
+            .await?
+            .ok_or_else(|| EngineError::UnknownWorkflowType(request.workflow_type.clone()))?;
+        if module.kind != ModuleKind::Workflow {
+            return Err(EngineError::WrongModuleKind {
+                name: request.workflow_type,
+                expected: "workflow",
+                actual: module.kind.as_str(),
+            });
+        }
+        let now = self.inner.clock.now_ms();
+        let run_id = RunId(format!("{now:012x}{:020x}", rand::random::<u128>() >> 48));
+        let seed = rand::random::<u64>();
+        let record = RunRecord {
+            namespace: request.namespace,
+            workflow_id: request.workflow_id.clone(),
+            run_id,
+            workflow_type: request.workflow_type.clone(),
+            module_hash: module.hash.clone(),
+            status: RunStatus::Running,
+            input: request.input.clone(),
+            output: None,
+            failure: None,
+            blocked_reason: None,
+            created_at_ms: now,
+            closed_at_ms: None,
+        };
+        let started = Event {
+            seq: crate::ids::Seq(0),
+            recorded_at_ms: now,
+            kind: EventKind::RunStarted {
+                workflow_type: request.workflow_type,
+                workflow_id: request.workflow_id,
+                input: request.input,
+                seed,
+                module_hash: module.hash,
+            },
+        };
+        journal::commit(
+            &*self.inner.journal,
+            Write::CreateRun {
+                record: record.clone(),
+                started: started.clone(),
+            },
+        )
+        .await?;
+        self.spawn_driver(record.clone(), vec![started]);
+        Ok(record)
+    }
+
+    fn check_payload(&self, json: &str) -> EngineResult<()> {
+        let limit = self.inner.config.max_payload_bytes;
+        if json.len() > limit {
+            return Err(EngineError::PayloadTooLarge {
+                size: json.len(),
+                limit,
+            });
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(json)
+            .map_err(|e| EngineError::InvalidInput(format!("input is not valid JSON: {e}")))?;
+        Ok(())
+    }
+
+    /// The newest run of a workflow id.
+    pub async fn describe(&self, namespace: &Namespace, workflow_id: &WorkflowId) -> EngineResult<RunRecord> {
+        self.inner
+            .journal
+            .latest_run(namespace, workflow_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("workflow {workflow_id}")))
+    }
+
+    pub async fn history(&self, namespace: &Namespace, workflow_id: &WorkflowId) -> EngineResult<Vec<Event>> {
+        let run = self.describe(namespace, workflow_id).await?;
+        Ok(self.inner.journal.events(&run.run_id).await?)
+    }
+
+    pub async fn list(&self, namespace: &Namespace, filter: &RunFilter) -> EngineResult<Vec<RunRecord>> {
+        Ok(self.inner.journal.list_runs(namespace, filter).await?)
+    }
+
+    /// Waits until the newest run of `workflow_id` closes or `timeout` passes, and returns
+    /// it either way (check `status`).
+    pub async fn wait_closed(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+        timeout: Duration,
+    ) -> EngineResult<RunRecord> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let run = self.describe(namespace, workflow_id).await?;
+            if !run.status.is_open() {
+                return Ok(run);
+            }
+            // Register before re-reading, so a close between the read and the wait is
+            // not missed.
+            let (tx, rx) = oneshot::channel();
+            self.inner.add_waiter(&run.run_id, tx);
+            let run = self.describe(namespace, workflow_id).await?;
+            if !run.status.is_open() {
+                return Ok(run);
+            }
+            if tokio::time::timeout_at(deadline, rx).await.is_err() {
+                return Ok(run);
+            }
+        }
+    }
+
+    /// Points an open run at another module of its type: the deliberate override of
+    /// pinning, for resuming a blocked run with a fixed module. Takes effect on restart.
+    pub async fn repin(&self, run_id: &RunId, module_hash: &ModuleHash) -> EngineResult<()> {
+        journal::commit(
+            &*self.inner.journal,
+            Write::Repin {
+                run_id: run_id.clone(),
+                module_hash: module_hash.clone(),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn add_waiter(&self, run_id: &RunId, tx: oneshot::Sender<()>) {
+        if let Ok(mut waiters) = self.waiters.lock() {
+            waiters.entry(run_id.clone()).or_default().push(tx);
+        }
+    }
+
+    fn notify_closed(&self, run_id: &RunId) {
+        let waiting = self.waiters.lock().ok().and_then(|mut w| w.remove(run_id));
+        for tx in waiting.into_iter().flatten() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// The instantiation template of a run's module, compiled (or loaded) on first use.
+    async fn workflow_pre(
+        &self,
+        namespace: &Namespace,
+        hash: &ModuleHash,
+    ) -> anyhow::Result<WorkflowPre<Sandbox<RunHost>>> {
+        let key = (namespace.clone(), hash.clone());
+        if let Some(pre) = self.pres.lock().ok().and_then(|p| p.get(&key).cloned()) {
+            return Ok(pre);
+        }
+        let bytes = self.journal.module_bytes(namespace, hash).await?;
+        let runtime = self.runtime.clone();
+        let hash_owned = hash.clone();
+        let component = tokio::task::spawn_blocking(move || {
+            runtime.component(&hash_owned, || {
+                bytes.ok_or_else(|| anyhow::anyhow!("module {hash_owned} is missing from the journal"))
+            })
+        })
+        .await??;
+        let pre = WorkflowPre::new(self.linker.instantiate_pre(&component)?)?;
+        if let Ok(mut pres) = self.pres.lock() {
+            pres.insert(key, pre.clone());
+        }
+        Ok(pre)
+    }
+}

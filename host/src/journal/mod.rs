@@ -1,0 +1,440 @@
+//! The journal: the durable record of modules, runs and each run's events.
+//!
+//! This module owns the storage-independent types (events, run records) and the
+//! [`Journal`] trait through which the engine and the API reach storage. The engine never
+//! names SQLite: [`sqlite`] is one implementation, and a PostgreSQL one can sit beside it.
+//!
+//! Events are append-only and numbered per run (`seq` 0 is `run_started`). An event's
+//! JSON form is the journal format; it is versioned by [`EVENT_FORMAT_VERSION`] and its
+//! stability is tested in `format_tests`.
+
+pub mod sqlite;
+
+use crate::clock::EpochMs;
+use crate::ids::{Handle, ModuleHash, Namespace, RunId, Seq, TypeName, WorkflowId};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+
+/// Bumped whenever an event's JSON shape changes incompatibly; stored with each event.
+pub const EVENT_FORMAT_VERSION: u32 = 1;
+
+/// One entry of a run's journal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: Seq,
+    /// Host time at which the event was recorded; the guest's virtual clock follows it.
+    pub recorded_at_ms: EpochMs,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened. Commands issued by the guest (`activity_scheduled`, `timer_started`)
+/// are checked against the journal on replay; results (`activity_completed`, …) are fed
+/// back to the guest instead of being produced again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    RunStarted {
+        workflow_type: TypeName,
+        workflow_id: WorkflowId,
+        input: String,
+        /// Seeds the run's random generator, so randomness replays identically.
+        seed: u64,
+        module_hash: ModuleHash,
+    },
+    ActivityScheduled {
+        handle: Handle,
+        name: String,
+        input: String,
+        options: ActivityOptions,
+    },
+    TimerStarted {
+        handle: Handle,
+        duration_ms: u64,
+        fire_at_ms: EpochMs,
+    },
+    ActivityCompleted {
+        handle: Handle,
+        output: String,
+        attempts: u32,
+    },
+    ActivityFailed {
+        handle: Handle,
+        failure: Failure,
+        attempts: u32,
+    },
+    TimerFired {
+        handle: Handle,
+    },
+    RunCompleted {
+        output: String,
+    },
+    RunFailed {
+        failure: Failure,
+    },
+}
+
+impl EventKind {
+    /// The stable name of the event type, as stored in the `kind` column.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::RunStarted { .. } => "run_started",
+            EventKind::ActivityScheduled { .. } => "activity_scheduled",
+            EventKind::TimerStarted { .. } => "timer_started",
+            EventKind::ActivityCompleted { .. } => "activity_completed",
+            EventKind::ActivityFailed { .. } => "activity_failed",
+            EventKind::TimerFired { .. } => "timer_fired",
+            EventKind::RunCompleted { .. } => "run_completed",
+            EventKind::RunFailed { .. } => "run_failed",
+        }
+    }
+
+    /// For completion events, the handle whose result they carry.
+    pub fn completes(&self) -> Option<Handle> {
+        match self {
+            EventKind::ActivityCompleted { handle, .. }
+            | EventKind::ActivityFailed { handle, .. }
+            | EventKind::TimerFired { handle } => Some(*handle),
+            _ => None,
+        }
+    }
+
+    /// For command events, the handle they created.
+    pub fn command_handle(&self) -> Option<Handle> {
+        match self {
+            EventKind::ActivityScheduled { handle, .. } | EventKind::TimerStarted { handle, .. } => {
+                Some(*handle)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// How an activity is retried and bounded; all durations in milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActivityOptions {
+    pub retry: RetryPolicy,
+    pub start_to_close_timeout_ms: u64,
+}
+
+impl Default for ActivityOptions {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            start_to_close_timeout_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    pub initial_interval_ms: u64,
+    pub backoff_coefficient: f64,
+    pub maximum_interval_ms: u64,
+    /// Total attempts including the first; 0 means unlimited.
+    pub maximum_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            initial_interval_ms: 1_000,
+            backoff_coefficient: 2.0,
+            maximum_interval_ms: 60_000,
+            maximum_attempts: 5,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `next_attempt` (2, 3, …), or None if no attempt is left.
+    pub fn delay_before(&self, next_attempt: u32) -> Option<u64> {
+        if self.maximum_attempts != 0 && next_attempt > self.maximum_attempts {
+            return None;
+        }
+        let exponent = next_attempt.saturating_sub(2).min(64) as i32;
+        let coefficient = if self.backoff_coefficient.is_finite() && self.backoff_coefficient >= 1.0
+        {
+            self.backoff_coefficient
+        } else {
+            1.0
+        };
+        let delay = self.initial_interval_ms as f64 * coefficient.powi(exponent);
+        let cap = self.maximum_interval_ms.max(self.initial_interval_ms) as f64;
+        Some(delay.min(cap) as u64)
+    }
+}
+
+/// Why an activity or a run failed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub error_type: String,
+    pub message: String,
+    #[serde(default)]
+    pub non_retryable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, error_type: &str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            error_type: error_type.into(),
+            message: message.into(),
+            non_retryable: false,
+            details: None,
+        }
+    }
+
+    pub fn non_retryable(mut self) -> Self {
+        self.non_retryable = true;
+        self
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The activity or workflow code reported an error.
+    Application,
+    /// An attempt ran past its timeout.
+    Timeout,
+    /// No built-in or uploaded activity has this name.
+    UnknownActivity,
+    Cancelled,
+    /// The workflow's sandbox stopped it: a trap, fuel or memory exhausted, a stack
+    /// overflow, a deadline.
+    Sandbox,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Failed,
+    /// Stopped by a non-determinism error; resumes when the server restarts, e.g. after
+    /// the run has been pinned to a fixed module.
+    Blocked,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Blocked => "blocked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => RunStatus::Running,
+            "completed" => RunStatus::Completed,
+            "failed" => RunStatus::Failed,
+            "blocked" => RunStatus::Blocked,
+            _ => return None,
+        })
+    }
+
+    pub fn is_open(self) -> bool {
+        matches!(self, RunStatus::Running | RunStatus::Blocked)
+    }
+}
+
+/// A run as the `runs` table holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub namespace: Namespace,
+    pub workflow_id: WorkflowId,
+    pub run_id: RunId,
+    pub workflow_type: TypeName,
+    pub module_hash: ModuleHash,
+    pub status: RunStatus,
+    pub input: String,
+    pub output: Option<String>,
+    pub failure: Option<Failure>,
+    /// Why the run is blocked (the non-determinism error), if it is.
+    pub blocked_reason: Option<String>,
+    pub created_at_ms: EpochMs,
+    pub closed_at_ms: Option<EpochMs>,
+}
+
+/// A change of a run's status, written in the same transaction as its events.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StatusChange {
+    Completed { output: String },
+    Failed { failure: Failure },
+    Blocked { reason: String },
+    Running,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleKind {
+    Workflow,
+    Activity,
+}
+
+impl ModuleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleKind::Workflow => "workflow",
+            ModuleKind::Activity => "activity",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "workflow" => Some(ModuleKind::Workflow),
+            "activity" => Some(ModuleKind::Activity),
+            _ => None,
+        }
+    }
+}
+
+/// A registered type name and the module that currently serves it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModuleRecord {
+    pub namespace: Namespace,
+    pub name: TypeName,
+    pub kind: ModuleKind,
+    pub hash: ModuleHash,
+    pub size_bytes: u64,
+    pub uploaded_at_ms: EpochMs,
+}
+
+/// Filters for [`Journal::list_runs`].
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    pub status: Option<RunStatus>,
+    pub workflow_type: Option<TypeName>,
+    pub limit: u32,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum JournalError {
+    #[error("workflow {0} is already running")]
+    AlreadyRunning(WorkflowId),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("the journal is shut down")]
+    Closed,
+}
+
+pub type JournalResult<T> = Result<T, JournalError>;
+
+/// Completes when the write it belongs to is committed durably (or failed).
+pub type CommitTicket = Pin<Box<dyn Future<Output = JournalResult<()>> + Send>>;
+
+/// A write the engine or API asks for. Each is atomic; the writer may commit many of
+/// them in one transaction (group commit).
+#[derive(Clone, Debug)]
+pub enum Write {
+    PutModule {
+        record: ModuleRecord,
+        bytes: Vec<u8>,
+    },
+    CreateRun {
+        record: RunRecord,
+        started: Event,
+    },
+    Append {
+        run_id: RunId,
+        events: Vec<Event>,
+        status: Option<StatusChange>,
+    },
+    /// Points an open run at another module (a deliberate override of pinning).
+    Repin {
+        run_id: RunId,
+        module_hash: ModuleHash,
+    },
+}
+
+/// Storage as the engine and the API see it.
+#[async_trait::async_trait]
+pub trait Journal: Send + Sync + 'static {
+    /// Queues a write and returns a ticket that resolves once it is durable. Writes
+    /// queued by one task commit in the order they were queued.
+    async fn submit(&self, write: Write) -> CommitTicket;
+    async fn module_for_type(
+        &self,
+        namespace: &Namespace,
+        name: &TypeName,
+    ) -> JournalResult<Option<ModuleRecord>>;
+    async fn module_bytes(
+        &self,
+        namespace: &Namespace,
+        hash: &ModuleHash,
+    ) -> JournalResult<Option<Vec<u8>>>;
+    async fn list_modules(&self, namespace: &Namespace) -> JournalResult<Vec<ModuleRecord>>;
+    /// The newest run of a workflow id.
+    async fn latest_run(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+    ) -> JournalResult<Option<RunRecord>>;
+    async fn run(&self, run_id: &RunId) -> JournalResult<Option<RunRecord>>;
+    async fn list_runs(
+        &self,
+        namespace: &Namespace,
+        filter: &RunFilter,
+    ) -> JournalResult<Vec<RunRecord>>;
+    /// Runs that are running or blocked: what the engine resumes at start.
+    async fn open_runs(&self) -> JournalResult<Vec<RunRecord>>;
+    async fn events(&self, run_id: &RunId) -> JournalResult<Vec<Event>>;
+}
+
+/// Submits a write and waits until it is committed.
+pub async fn commit(journal: &dyn Journal, write: Write) -> JournalResult<()> {
+    journal.submit(write).await.await
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    /// The journal format is a compatibility promise: journals written by this version
+    /// must replay in later ones. If this test fails, bump EVENT_FORMAT_VERSION and add a
+    /// migration instead of editing the expected text.
+    #[test]
+    fn event_json_is_stable() {
+        let event = Event {
+            seq: Seq(3),
+            recorded_at_ms: 1_700_000_000_000,
+            kind: EventKind::ActivityScheduled {
+                handle: Handle(2),
+                name: "http.request".into(),
+                input: "{}".into(),
+                options: ActivityOptions::default(),
+            },
+        };
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(
+            json,
+            r#"{"seq":3,"recorded_at_ms":1700000000000,"type":"activity_scheduled","handle":2,"name":"http.request","input":"{}","options":{"retry":{"initial_interval_ms":1000,"backoff_coefficient":2.0,"maximum_interval_ms":60000,"maximum_attempts":5},"start_to_close_timeout_ms":60000}}"#
+        );
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
+    }
+
+    #[test]
+    fn retry_delays_grow_by_the_coefficient_up_to_the_cap() {
+        let policy = RetryPolicy {
+            initial_interval_ms: 100,
+            backoff_coefficient: 3.0,
+            maximum_interval_ms: 1_000,
+            maximum_attempts: 5,
+        };
+        let delays: Vec<_> = (2..=6).map(|n| policy.delay_before(n)).collect();
+        assert_eq!(delays, vec![Some(100), Some(300), Some(900), Some(1_000), None]);
+        let unlimited = RetryPolicy {
+            maximum_attempts: 0,
+            ..policy
+        };
+        assert_eq!(unlimited.delay_before(1_000), Some(1_000));
+    }
+}

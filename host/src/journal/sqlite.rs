@@ -1,0 +1,751 @@
+//! The SQLite journal: WAL, `synchronous=FULL`, numbered migrations, one writer thread
+//! with group commit, and a small pool of reader connections.
+//!
+//! Why one writer thread: SQLite allows one writer at a time anyway, and a thread that
+//! owns the write connection can fold every write that queued up during the previous
+//! fsync into the next transaction. Throughput then scales with concurrency instead of
+//! being capped at one fsync per event. Each write runs inside its own savepoint, so one
+//! failing write (say, a duplicate workflow id) does not undo its neighbours.
+
+use super::*;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// The schema, one entry per version; `PRAGMA user_version` records how many ran.
+/// Never edit an entry that has shipped: append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE modules (
+    namespace   TEXT NOT NULL,
+    hash        TEXT NOT NULL,
+    bytes       BLOB NOT NULL,
+    size_bytes  INTEGER NOT NULL,
+    PRIMARY KEY (namespace, hash)
+);
+CREATE TABLE module_types (
+    namespace      TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    hash           TEXT NOT NULL,
+    uploaded_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE runs (
+    run_id         TEXT PRIMARY KEY,
+    namespace      TEXT NOT NULL,
+    workflow_id    TEXT NOT NULL,
+    workflow_type  TEXT NOT NULL,
+    module_hash    TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    input          TEXT NOT NULL,
+    output         TEXT,
+    failure        TEXT,
+    blocked_reason TEXT,
+    created_at_ms  INTEGER NOT NULL,
+    closed_at_ms   INTEGER
+);
+CREATE INDEX runs_by_workflow ON runs (namespace, workflow_id, created_at_ms);
+CREATE INDEX runs_by_namespace ON runs (namespace, created_at_ms);
+CREATE UNIQUE INDEX one_open_run_per_workflow ON runs (namespace, workflow_id)
+    WHERE status IN ('running', 'blocked');
+CREATE TABLE events (
+    run_id TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    kind   TEXT NOT NULL,
+    format INTEGER NOT NULL,
+    body   TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE timers (
+    run_id     TEXT NOT NULL,
+    handle     INTEGER NOT NULL,
+    fire_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (run_id, handle)
+) WITHOUT ROWID;
+CREATE INDEX timers_by_time ON timers (fire_at_ms);
+CREATE TABLE activity_tasks (
+    run_id          TEXT NOT NULL,
+    handle          INTEGER NOT NULL,
+    name            TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    scheduled_at_ms INTEGER NOT NULL,
+    closed_at_ms    INTEGER,
+    PRIMARY KEY (run_id, handle)
+) WITHOUT ROWID;
+"#];
+
+/// Writes folded into one transaction at most; bounds the latency of a batch.
+const MAX_BATCH: usize = 1_024;
+/// Writes that may wait for the writer; submitters wait beyond this (back-pressure).
+const QUEUE_DEPTH: usize = 8_192;
+const READERS: usize = 4;
+
+struct WriteRequest {
+    write: Write,
+    done: oneshot::Sender<JournalResult<()>>,
+}
+
+pub struct SqliteJournal {
+    writes: mpsc::Sender<WriteRequest>,
+    readers: Arc<ReaderPool>,
+}
+
+fn storage(e: impl std::fmt::Display) -> JournalError {
+    JournalError::Storage(e.to_string())
+}
+
+fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let applied: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl SqliteJournal {
+    /// Opens (creating if needed) the journal at `path` and starts its writer thread.
+    pub fn open(path: impl Into<PathBuf>) -> JournalResult<Self> {
+        let path = path.into();
+        let mut conn = open_connection(&path).map_err(storage)?;
+        migrate(&mut conn).map_err(storage)?;
+        let (writes, rx) = mpsc::channel(QUEUE_DEPTH);
+        // The writer ends when the last sender is dropped, after committing what was
+        // queued. It is not joined: every acknowledged write is already durable.
+        std::thread::Builder::new()
+            .name("spool-journal-writer".into())
+            .spawn(move || run_writer(conn, rx))
+            .map_err(storage)?;
+        Ok(Self {
+            writes,
+            readers: Arc::new(ReaderPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> JournalResult<T> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with(f))
+            .await
+            .map_err(storage)?
+    }
+}
+
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> JournalResult<T> {
+        let conn = self.idle.lock().map_err(storage)?.pop();
+        let conn = match conn {
+            Some(conn) => conn,
+            None => open_connection(&self.path).map_err(storage)?,
+        };
+        let result = f(&conn).map_err(storage);
+        let mut idle = self.idle.lock().map_err(storage)?;
+        if idle.len() < READERS {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+fn run_writer(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let outcomes = commit_batch(&mut conn, &batch);
+        for (request, outcome) in batch.drain(..).zip(outcomes) {
+            // The submitter may have gone away (e.g. a cancelled HTTP request); the write
+            // is committed regardless.
+            let _ = request.done.send(outcome);
+        }
+    }
+}
+
+/// Applies every write of the batch in one transaction, each in its own savepoint, and
+/// returns one outcome per write. A failed commit fails them all.
+fn commit_batch(conn: &mut Connection, batch: &[WriteRequest]) -> Vec<JournalResult<()>> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let result = (|| -> rusqlite::Result<()> {
+        let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for request in batch {
+            let mut savepoint = tx.savepoint()?;
+            match apply(&savepoint, &request.write) {
+                Ok(()) => {
+                    savepoint.commit()?;
+                    outcomes.push(Ok(()));
+                }
+                Err(error) => {
+                    savepoint.rollback()?;
+                    drop(savepoint);
+                    outcomes.push(Err(error));
+                }
+            }
+        }
+        tx.commit()
+    })();
+    match result {
+        Ok(()) => outcomes,
+        Err(e) => {
+            tracing::error!(error = %e, "journal commit failed");
+            batch.iter().map(|_| Err(storage(&e))).collect()
+        }
+    }
+}
+
+fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
+    match write {
+        Write::PutModule { record, bytes } => {
+            conn.prepare_cached(
+                "INSERT INTO modules (namespace, hash, bytes, size_bytes) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (namespace, hash) DO NOTHING",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    record.namespace.as_str(),
+                    record.hash.as_str(),
+                    bytes,
+                    bytes.len() as i64
+                ])
+            })
+            .map_err(storage)?;
+            conn.prepare_cached(
+                "INSERT INTO module_types (namespace, name, kind, hash, uploaded_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (namespace, name) DO UPDATE SET
+                    kind = excluded.kind, hash = excluded.hash,
+                    uploaded_at_ms = excluded.uploaded_at_ms",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    record.namespace.as_str(),
+                    record.name.as_str(),
+                    record.kind.as_str(),
+                    record.hash.as_str(),
+                    record.uploaded_at_ms as i64
+                ])
+            })
+            .map_err(storage)?;
+        }
+        Write::CreateRun { record, started } => {
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO runs (run_id, namespace, workflow_id, workflow_type, module_hash,
+                        status, input, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        record.run_id.as_str(),
+                        record.namespace.as_str(),
+                        record.workflow_id.as_str(),
+                        record.workflow_type.as_str(),
+                        record.module_hash.as_str(),
+                        record.status.as_str(),
+                        record.input,
+                        record.created_at_ms as i64
+                    ])
+                });
+            match inserted {
+                Ok(_) => {}
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    return Err(JournalError::AlreadyRunning(record.workflow_id.clone()));
+                }
+                Err(e) => return Err(storage(e)),
+            }
+            insert_events(conn, &record.run_id, std::slice::from_ref(started))?;
+        }
+        Write::Append {
+            run_id,
+            events,
+            status,
+        } => {
+            insert_events(conn, run_id, events)?;
+            if let Some(status) = status {
+                update_status(conn, run_id, status, events.last().map(|e| e.recorded_at_ms))?;
+            }
+        }
+        Write::Repin {
+            run_id,
+            module_hash,
+        } => {
+            conn.prepare_cached("UPDATE runs SET module_hash = ?2 WHERE run_id = ?1")
+                .and_then(|mut s| s.execute(params![run_id.as_str(), module_hash.as_str()]))
+                .map_err(storage)?;
+        }
+    }
+    Ok(())
+}
+
+fn insert_events(conn: &Connection, run_id: &RunId, events: &[Event]) -> JournalResult<()> {
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO events (run_id, seq, kind, format, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(storage)?;
+    for event in events {
+        let body = serde_json::to_string(event).map_err(storage)?;
+        insert
+            .execute(params![
+                run_id.as_str(),
+                event.seq.0 as i64,
+                event.kind.type_name(),
+                EVENT_FORMAT_VERSION,
+                body
+            ])
+            .map_err(storage)?;
+        index_event(conn, run_id, event)?;
+    }
+    Ok(())
+}
+
+/// Keeps the `timers` and `activity_tasks` tables, which let operators see what a run
+/// waits for without decoding its events, in step with the events.
+fn index_event(conn: &Connection, run_id: &RunId, event: &Event) -> JournalResult<()> {
+    let run = run_id.as_str();
+    let result = match &event.kind {
+        EventKind::TimerStarted {
+            handle, fire_at_ms, ..
+        } => conn
+            .prepare_cached("INSERT INTO timers (run_id, handle, fire_at_ms) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![run, handle.0, *fire_at_ms as i64])),
+        EventKind::TimerFired { handle } => conn
+            .prepare_cached("DELETE FROM timers WHERE run_id = ?1 AND handle = ?2")
+            .and_then(|mut s| s.execute(params![run, handle.0])),
+        EventKind::ActivityScheduled { handle, name, .. } => conn
+            .prepare_cached(
+                "INSERT INTO activity_tasks (run_id, handle, name, status, scheduled_at_ms)
+                 VALUES (?1, ?2, ?3, 'scheduled', ?4)",
+            )
+            .and_then(|mut s| s.execute(params![run, handle.0, name, event.recorded_at_ms as i64])),
+        EventKind::ActivityCompleted {
+            handle, attempts, ..
+        }
+        | EventKind::ActivityFailed {
+            handle, attempts, ..
+        } => {
+            let status = if matches!(event.kind, EventKind::ActivityCompleted { .. }) {
+                "completed"
+            } else {
+                "failed"
+            };
+            conn.prepare_cached(
+                "UPDATE activity_tasks SET status = ?3, attempts = ?4, closed_at_ms = ?5
+                 WHERE run_id = ?1 AND handle = ?2",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    run,
+                    handle.0,
+                    status,
+                    attempts,
+                    event.recorded_at_ms as i64
+                ])
+            })
+        }
+        _ => Ok(0),
+    };
+    result.map(|_| ()).map_err(storage)
+}
+
+fn update_status(
+    conn: &Connection,
+    run_id: &RunId,
+    status: &StatusChange,
+    at_ms: Option<EpochMs>,
+) -> JournalResult<()> {
+    let (status, output, failure, reason, closed) = match status {
+        StatusChange::Completed { output } => {
+            (RunStatus::Completed, Some(output.clone()), None, None, at_ms)
+        }
+        StatusChange::Failed { failure } => (
+            RunStatus::Failed,
+            None,
+            Some(serde_json::to_string(failure).map_err(storage)?),
+            None,
+            at_ms,
+        ),
+        StatusChange::Blocked { reason } => {
+            (RunStatus::Blocked, None, None, Some(reason.clone()), None)
+        }
+        StatusChange::Running => (RunStatus::Running, None, None, None, None),
+    };
+    conn.prepare_cached(
+        "UPDATE runs SET status = ?2, output = ?3, failure = ?4, blocked_reason = ?5,
+            closed_at_ms = ?6 WHERE run_id = ?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            run_id.as_str(),
+            status.as_str(),
+            output,
+            failure,
+            reason,
+            closed.map(|t| t as i64)
+        ])
+    })
+    .map(|_| ())
+    .map_err(storage)
+}
+
+const RUN_COLUMNS: &str = "namespace, workflow_id, run_id, workflow_type, module_hash, status,
+    input, output, failure, blocked_reason, created_at_ms, closed_at_ms";
+
+fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    let status: String = row.get(5)?;
+    let failure: Option<String> = row.get(8)?;
+    let bad = |column: usize, what: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            what.into(),
+        )
+    };
+    Ok(RunRecord {
+        namespace: Namespace(row.get(0)?),
+        workflow_id: WorkflowId(row.get(1)?),
+        run_id: RunId(row.get(2)?),
+        workflow_type: TypeName(row.get(3)?),
+        module_hash: ModuleHash(row.get(4)?),
+        status: RunStatus::parse(&status).ok_or_else(|| bad(5, format!("status {status}")))?,
+        input: row.get(6)?,
+        output: row.get(7)?,
+        failure: failure
+            .map(|f| serde_json::from_str(&f).map_err(|e| bad(8, e.to_string())))
+            .transpose()?,
+        blocked_reason: row.get(9)?,
+        created_at_ms: row.get::<_, i64>(10)? as u64,
+        closed_at_ms: row.get::<_, Option<i64>>(11)?.map(|t| t as u64),
+    })
+}
+
+fn module_from_row(row: &Row<'_>) -> rusqlite::Result<ModuleRecord> {
+    let kind: String = row.get(2)?;
+    Ok(ModuleRecord {
+        namespace: Namespace(row.get(0)?),
+        name: TypeName(row.get(1)?),
+        kind: ModuleKind::parse(&kind).unwrap_or(ModuleKind::Workflow),
+        hash: ModuleHash(row.get(3)?),
+        size_bytes: row.get::<_, i64>(4)? as u64,
+        uploaded_at_ms: row.get::<_, i64>(5)? as u64,
+    })
+}
+
+const MODULE_QUERY: &str = "SELECT t.namespace, t.name, t.kind, t.hash, m.size_bytes,
+    t.uploaded_at_ms FROM module_types t JOIN modules m
+    ON m.namespace = t.namespace AND m.hash = t.hash";
+
+#[async_trait::async_trait]
+impl Journal for SqliteJournal {
+    async fn submit(&self, write: Write) -> CommitTicket {
+        let (done, committed) = oneshot::channel();
+        let sent = self.writes.send(WriteRequest { write, done }).await;
+        Box::pin(async move {
+            sent.map_err(|_| JournalError::Closed)?;
+            committed.await.map_err(|_| JournalError::Closed)?
+        })
+    }
+
+    async fn module_for_type(
+        &self,
+        namespace: &Namespace,
+        name: &TypeName,
+    ) -> JournalResult<Option<ModuleRecord>> {
+        let (ns, name) = (namespace.0.clone(), name.0.clone());
+        self.read(move |c| {
+            c.prepare_cached(&format!("{MODULE_QUERY} WHERE t.namespace = ?1 AND t.name = ?2"))?
+                .query_row(params![ns, name], module_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn module_bytes(
+        &self,
+        namespace: &Namespace,
+        hash: &ModuleHash,
+    ) -> JournalResult<Option<Vec<u8>>> {
+        let (ns, hash) = (namespace.0.clone(), hash.0.clone());
+        self.read(move |c| {
+            c.prepare_cached("SELECT bytes FROM modules WHERE namespace = ?1 AND hash = ?2")?
+                .query_row(params![ns, hash], |r| r.get(0))
+                .optional()
+        })
+        .await
+    }
+
+    async fn list_modules(&self, namespace: &Namespace) -> JournalResult<Vec<ModuleRecord>> {
+        let ns = namespace.0.clone();
+        self.read(move |c| {
+            c.prepare_cached(&format!("{MODULE_QUERY} WHERE t.namespace = ?1 ORDER BY t.name"))?
+                .query_map(params![ns], module_from_row)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn latest_run(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+    ) -> JournalResult<Option<RunRecord>> {
+        let (ns, id) = (namespace.0.clone(), workflow_id.0.clone());
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE namespace = ?1 AND workflow_id = ?2
+                 ORDER BY created_at_ms DESC, rowid DESC LIMIT 1"
+            ))?
+            .query_row(params![ns, id], run_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn run(&self, run_id: &RunId) -> JournalResult<Option<RunRecord>> {
+        let id = run_id.0.clone();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?1"))?
+                .query_row(params![id], run_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn list_runs(
+        &self,
+        namespace: &Namespace,
+        filter: &RunFilter,
+    ) -> JournalResult<Vec<RunRecord>> {
+        let ns = namespace.0.clone();
+        let status = filter.status.map(|s| s.as_str().to_owned());
+        let workflow_type = filter.workflow_type.as_ref().map(|t| t.0.clone());
+        let limit = filter.limit.clamp(1, 1_000) as i64;
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE namespace = ?1
+                   AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR workflow_type = ?3)
+                 ORDER BY created_at_ms DESC, rowid DESC LIMIT ?4"
+            ))?
+            .query_map(params![ns, status, workflow_type, limit], run_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn open_runs(&self) -> JournalResult<Vec<RunRecord>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('running', 'blocked')
+                 ORDER BY created_at_ms"
+            ))?
+            .query_map([], run_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn events(&self, run_id: &RunId) -> JournalResult<Vec<Event>> {
+        let id = run_id.0.clone();
+        let bodies: Vec<String> = self
+            .read(move |c| {
+                c.prepare_cached("SELECT body FROM events WHERE run_id = ?1 ORDER BY seq")?
+                    .query_map(params![id], |r| r.get(0))?
+                    .collect()
+            })
+            .await?;
+        bodies
+            .iter()
+            .map(|body| serde_json::from_str(body).map_err(storage))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_record(workflow_id: &str, run_id: &str) -> RunRecord {
+        RunRecord {
+            namespace: Namespace::default_namespace(),
+            workflow_id: WorkflowId(workflow_id.into()),
+            run_id: RunId(run_id.into()),
+            workflow_type: TypeName("t".into()),
+            module_hash: ModuleHash("h".into()),
+            status: RunStatus::Running,
+            input: "{}".into(),
+            output: None,
+            failure: None,
+            blocked_reason: None,
+            created_at_ms: 1,
+            closed_at_ms: None,
+        }
+    }
+
+    fn started(seq: u64) -> Event {
+        Event {
+            seq: Seq(seq),
+            recorded_at_ms: 1,
+            kind: EventKind::RunStarted {
+                workflow_type: TypeName("t".into()),
+                workflow_id: WorkflowId("w".into()),
+                input: "{}".into(),
+                seed: 7,
+                module_hash: ModuleHash("h".into()),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn events_survive_reopen_and_status_changes_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        {
+            let journal = SqliteJournal::open(&path).unwrap();
+            commit(
+                &journal,
+                Write::CreateRun {
+                    record: run_record("w", "r1"),
+                    started: started(0),
+                },
+            )
+            .await
+            .unwrap();
+            let timer = Event {
+                seq: Seq(1),
+                recorded_at_ms: 2,
+                kind: EventKind::TimerStarted {
+                    handle: Handle(1),
+                    duration_ms: 10,
+                    fire_at_ms: 12,
+                },
+            };
+            commit(
+                &journal,
+                Write::Append {
+                    run_id: RunId("r1".into()),
+                    events: vec![timer],
+                    status: None,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let journal = SqliteJournal::open(&path).unwrap();
+        let events = journal.events(&RunId("r1".into())).await.unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0], started(0));
+        assert_eq!(journal.open_runs().await.unwrap().len(), 1);
+        let done = Event {
+            seq: Seq(2),
+            recorded_at_ms: 3,
+            kind: EventKind::RunCompleted {
+                output: "\"ok\"".into(),
+            },
+        };
+        commit(
+            &journal,
+            Write::Append {
+                run_id: RunId("r1".into()),
+                events: vec![done],
+                status: Some(StatusChange::Completed {
+                    output: "\"ok\"".into(),
+                }),
+            },
+        )
+        .await
+        .unwrap();
+        let run = journal.run(&RunId("r1".into())).await.unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Completed);
+        assert_eq!(run.output.as_deref(), Some("\"ok\""));
+        assert_eq!(run.closed_at_ms, Some(3));
+        assert!(journal.open_runs().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_second_open_run_of_one_workflow_id_is_refused_without_harming_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SqliteJournal::open(dir.path().join("j.db")).unwrap();
+        // Queue all three before awaiting any, so they share one transaction.
+        let a = journal
+            .submit(Write::CreateRun {
+                record: run_record("w", "r1"),
+                started: started(0),
+            })
+            .await;
+        let b = journal
+            .submit(Write::CreateRun {
+                record: run_record("w", "r2"),
+                started: started(0),
+            })
+            .await;
+        let c = journal
+            .submit(Write::CreateRun {
+                record: run_record("other", "r3"),
+                started: started(0),
+            })
+            .await;
+        assert_eq!(a.await, Ok(()));
+        assert_eq!(
+            b.await,
+            Err(JournalError::AlreadyRunning(WorkflowId("w".into())))
+        );
+        assert_eq!(c.await, Ok(()));
+        assert!(journal.run(&RunId("r2".into())).await.unwrap().is_none());
+        assert_eq!(journal.events(&RunId("r2".into())).await.unwrap(), vec![]);
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_event_seq_fails_only_its_own_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SqliteJournal::open(dir.path().join("j.db")).unwrap();
+        commit(
+            &journal,
+            Write::CreateRun {
+                record: run_record("w", "r1"),
+                started: started(0),
+            },
+        )
+        .await
+        .unwrap();
+        let dup = commit(
+            &journal,
+            Write::Append {
+                run_id: RunId("r1".into()),
+                events: vec![started(0)],
+                status: None,
+            },
+        )
+        .await;
+        assert!(matches!(dup, Err(JournalError::Storage(_))));
+        assert_eq!(journal.events(&RunId("r1".into())).await.unwrap().len(), 1);
+    }
+}
