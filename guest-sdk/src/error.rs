@@ -196,7 +196,7 @@ pub struct WorkflowError {
 impl WorkflowError {
     /// An application failure with a machine-readable `error_type` and a message.
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::WorkflowError;
     ///
     /// let err = WorkflowError::new("out_of_stock", "item 42 is sold out");
@@ -214,7 +214,7 @@ impl WorkflowError {
 
     /// Marks the failure as one that retrying cannot fix.
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::WorkflowError;
     ///
     /// let err = WorkflowError::new("bad_input", "no user id").non_retryable();
@@ -228,7 +228,7 @@ impl WorkflowError {
     /// Attaches details, serialized as JSON. If they do not serialize, the error gets
     /// details explaining that instead, so the original failure is never lost.
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::WorkflowError;
     ///
     /// let err = WorkflowError::new("over_limit", "order too large")
@@ -245,7 +245,7 @@ impl WorkflowError {
 
     /// Sets the kind reported to the host (default: [`FailureKind::Application`]).
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::{FailureKind, WorkflowError};
     ///
     /// let err = WorkflowError::new("deadline", "gave up waiting").with_kind(FailureKind::Timeout);
@@ -258,7 +258,7 @@ impl WorkflowError {
 
     /// The kind of failure.
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::{FailureKind, WorkflowError};
     ///
     /// assert_eq!(WorkflowError::new("x", "y").kind(), FailureKind::Application);
@@ -269,7 +269,7 @@ impl WorkflowError {
 
     /// The machine-readable error type.
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::WorkflowError;
     ///
     /// assert_eq!(WorkflowError::new("x", "y").error_type(), "x");
@@ -280,7 +280,7 @@ impl WorkflowError {
 
     /// The human-readable message.
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::WorkflowError;
     ///
     /// assert_eq!(WorkflowError::new("x", "y").message(), "y");
@@ -291,7 +291,7 @@ impl WorkflowError {
 
     /// Whether the failure is marked non-retryable.
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::WorkflowError;
     ///
     /// assert!(!WorkflowError::new("x", "y").is_non_retryable());
@@ -302,7 +302,7 @@ impl WorkflowError {
 
     /// The JSON details, if any.
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::WorkflowError;
     ///
     /// assert_eq!(WorkflowError::new("x", "y").details(), None);
@@ -392,7 +392,9 @@ mod tests {
     #[test]
     fn question_mark_passes_an_activity_failure_up_unchanged() {
         fn workflow() -> Result<(), WorkflowError> {
-            Err(ActivityError::from_wit(wit_failure(wit::FailureKind::Timeout)))?;
+            Err(ActivityError::from_wit(wit_failure(
+                wit::FailureKind::Timeout,
+            )))?;
             Ok(())
         }
         let failure = workflow().unwrap_err().into_wit();

@@ -7,8 +7,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use crate::__bindings::Guest;
 pub use crate::__bindings::spool::workflow::context::Failure;
+pub use crate::__bindings::Guest;
 pub use std::string::String;
 
 use crate::{Context, WorkflowError};

@@ -24,7 +24,7 @@ use crate::__bindings::spool::workflow::context as wit;
 /// These are also the host's defaults, used when an activity is started without
 /// [`ActivityBuilder::retry`](crate::ActivityBuilder::retry).
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 /// use spool_sdk::RetryPolicy;
 ///
@@ -46,7 +46,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// 1 s initial interval, coefficient 2.0, 60 s maximum interval, 5 attempts.
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     /// use spool_sdk::RetryPolicy;
     ///
@@ -66,7 +66,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The default policy (see the table on [`RetryPolicy`]); adjust it with the setters.
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::RetryPolicy;
     ///
     /// assert_eq!(RetryPolicy::new(), RetryPolicy::default());
@@ -77,7 +77,7 @@ impl RetryPolicy {
 
     /// A policy that makes exactly one attempt.
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::RetryPolicy;
     ///
     /// assert_eq!(RetryPolicy::no_retries().get_maximum_attempts(), 1);
@@ -88,7 +88,7 @@ impl RetryPolicy {
 
     /// Sets the delay before the second attempt. Millisecond resolution, rounded up.
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     /// use spool_sdk::RetryPolicy;
     ///
@@ -106,7 +106,7 @@ impl RetryPolicy {
     /// If `coefficient` is not a finite number of at least 1.0: a shrinking delay is
     /// almost certainly a mistake, and a panic fails the run where it is made.
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::RetryPolicy;
     ///
     /// let steady = RetryPolicy::new().backoff_coefficient(1.0);
@@ -122,7 +122,7 @@ impl RetryPolicy {
 
     /// Sets the upper bound on any single delay. Millisecond resolution, rounded up.
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     /// use spool_sdk::RetryPolicy;
     ///
@@ -135,7 +135,7 @@ impl RetryPolicy {
 
     /// Sets the total number of attempts, the first included; 0 means unlimited.
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::RetryPolicy;
     ///
     /// let forever = RetryPolicy::new().maximum_attempts(0);
@@ -147,7 +147,7 @@ impl RetryPolicy {
 
     /// The delay before the second attempt.
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     /// use spool_sdk::RetryPolicy;
     ///
@@ -159,7 +159,7 @@ impl RetryPolicy {
 
     /// The factor by which the delay grows after each failed attempt.
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::RetryPolicy;
     ///
     /// assert_eq!(RetryPolicy::new().get_backoff_coefficient(), 2.0);
@@ -170,7 +170,7 @@ impl RetryPolicy {
 
     /// The upper bound on any single delay.
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     /// use spool_sdk::RetryPolicy;
     ///
@@ -182,7 +182,7 @@ impl RetryPolicy {
 
     /// The total number of attempts; 0 means unlimited.
     ///
-    /// ```no_run
+    /// ```
     /// use spool_sdk::RetryPolicy;
     ///
     /// assert_eq!(RetryPolicy::new().get_maximum_attempts(), 5);

@@ -223,10 +223,11 @@ impl sealed::Waitable for ActivityHandle {
     fn outcome(&self) -> Option<Outcome> {
         match &*self.state.borrow() {
             ActivityState::Pending(_) => None,
-            ActivityState::Done(Ok(raw)) => Some(Outcome::Activity(
-                serde_json::from_str(raw)
-                    .map_err(|e| ActivityError::invalid_output(&self.name, &e, raw)),
-            )),
+            ActivityState::Done(Ok(raw)) => {
+                Some(Outcome::Activity(serde_json::from_str(raw).map_err(|e| {
+                    ActivityError::invalid_output(&self.name, &e, raw)
+                })))
+            }
             ActivityState::Done(Err(e)) => Some(Outcome::Activity(Err(e.clone()))),
         }
     }
@@ -313,7 +314,9 @@ impl sealed::Waitable for TimerHandle {
 impl Awaitable for TimerHandle {}
 
 /// Waits until every handle has settled. See [`Context::all`].
-pub(crate) fn all<T: DeserializeOwned>(handles: &[ActivityHandle]) -> Vec<Result<T, ActivityError>> {
+pub(crate) fn all<T: DeserializeOwned>(
+    handles: &[ActivityHandle],
+) -> Vec<Result<T, ActivityError>> {
     // Parallel lists: the host handles still pending, and where each sits in `handles`.
     let mut ids = Vec::with_capacity(handles.len());
     let mut owners = Vec::with_capacity(handles.len());
@@ -338,7 +341,10 @@ pub(crate) fn all<T: DeserializeOwned>(handles: &[ActivityHandle]) -> Vec<Result
 
 /// Waits until the first handle settles. See [`Context::any`].
 pub(crate) fn any(handles: &[&dyn Awaitable]) -> Ready {
-    assert!(!handles.is_empty(), "Context::any needs at least one handle");
+    assert!(
+        !handles.is_empty(),
+        "Context::any needs at least one handle"
+    );
     // A handle that has already settled wins at once, the earliest in the slice first,
     // so the choice is the same on every replay.
     for (index, handle) in handles.iter().enumerate() {
@@ -412,5 +418,112 @@ impl Context {
     /// ```
     pub fn any(&self, handles: &[&dyn Awaitable]) -> Ready {
         any(handles)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! These tests use only handles that have settled already, so they never reach the
+    //! host imports (which trap on the native target).
+
+    use super::*;
+    use crate::FailureKind;
+
+    fn completed(output: &str) -> ActivityHandle {
+        ActivityHandle {
+            name: "spool.echo".to_owned(),
+            state: RefCell::new(ActivityState::Done(Ok(output.to_owned()))),
+        }
+    }
+
+    fn failed(error_type: &str) -> ActivityHandle {
+        let error = ActivityError::from_wit(wit::Failure {
+            kind: wit::FailureKind::Application,
+            error_type: error_type.to_owned(),
+            message: "it broke".to_owned(),
+            non_retryable: false,
+            details: None,
+        });
+        ActivityHandle::failed("flaky".to_owned(), error)
+    }
+
+    fn fired() -> TimerHandle {
+        TimerHandle {
+            state: Cell::new(TimerState::Fired),
+        }
+    }
+
+    #[test]
+    fn result_decodes_the_output_every_time_it_is_asked() {
+        let handle = completed(r#"{"step":3}"#);
+        let first: serde_json::Value = handle.result().unwrap();
+        let again: serde_json::Value = handle.result().unwrap();
+        assert_eq!(first, serde_json::json!({ "step": 3 }));
+        assert_eq!(first, again);
+    }
+
+    #[test]
+    fn output_of_the_wrong_shape_is_invalid_output_with_the_raw_json() {
+        let err = completed(r#""three""#).result::<u32>().unwrap_err();
+        assert_eq!(err.kind, FailureKind::InvalidOutput);
+        assert_eq!(err.error_type, "invalid_output");
+        assert_eq!(err.details.as_deref(), Some(r#""three""#));
+        assert!(err.message.contains("spool.echo"), "{}", err.message);
+    }
+
+    #[test]
+    fn failures_come_back_as_activity_errors() {
+        let err = failed("card_declined").result::<()>().unwrap_err();
+        assert_eq!(err.kind, FailureKind::Application);
+        assert_eq!(err.error_type, "card_declined");
+    }
+
+    #[test]
+    fn all_keeps_handle_order() {
+        let handles = [completed("1"), failed("boom"), completed("3")];
+        let results = all::<u32>(&handles);
+        assert_eq!(results.len(), 3);
+        assert_eq!(results[0], Ok(1));
+        assert_eq!(results[1].as_ref().unwrap_err().error_type, "boom");
+        assert_eq!(results[2], Ok(3));
+    }
+
+    #[test]
+    fn all_of_nothing_is_empty() {
+        assert!(all::<u32>(&[]).is_empty());
+    }
+
+    #[test]
+    fn any_prefers_an_already_settled_handle_without_asking_the_host() {
+        // The pending timer would trap if `any` called the host.
+        let pending = TimerHandle::pending(7);
+        let done = completed(r#"{"ok":true}"#);
+        let ready = any(&[&pending, &done]);
+        assert_eq!(ready.index, 1);
+        assert_eq!(
+            ready.outcome,
+            Outcome::Activity(Ok(serde_json::json!({ "ok": true })))
+        );
+    }
+
+    #[test]
+    fn any_picks_the_first_settled_in_slice_order() {
+        let timer = fired();
+        let activity = failed("late");
+        assert_eq!(any(&[&timer, &activity]).outcome, Outcome::TimerFired);
+        let ready = any(&[&activity, &timer]);
+        assert_eq!(ready.index, 0);
+        assert!(matches!(ready.outcome, Outcome::Activity(Err(ref e)) if e.error_type == "late"));
+    }
+
+    #[test]
+    fn a_fired_timer_waits_no_more() {
+        fired().wait();
+    }
+
+    #[test]
+    #[should_panic(expected = "at least one handle")]
+    fn any_of_nothing_is_refused() {
+        any(&[]);
     }
 }

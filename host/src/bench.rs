@@ -58,7 +58,7 @@ async fn bench(address: &str, namespace: &str, args: BenchArgs) -> Result<(), St
         let id = format!("bench-lat-{tag}-{i}");
         let started = Instant::now();
         client
-            .start("bench-steps", &id, serde_json::json!({ "steps": 1 }))
+            .start("bench-steps", &id, serde_json::json!({ "steps": 1, "mode": "sequential" }))
             .await
             .map_err(|e| e.to_string())?;
         let run = client.result(&id, Some(Duration::from_secs(60))).await.map_err(|e| e.to_string())?;
@@ -84,7 +84,7 @@ async fn bench(address: &str, namespace: &str, args: BenchArgs) -> Result<(), St
         let id = format!("bench-tp-{tag}-{i}");
         let steps = args.steps;
         tasks.push(tokio::spawn(async move {
-            client.start("bench-steps", &id, serde_json::json!({ "steps": steps })).await?;
+            client.start("bench-steps", &id, serde_json::json!({ "steps": steps, "mode": "sequential" })).await?;
             client.result(&id, Some(Duration::from_secs(600))).await
         }));
     }

@@ -420,8 +420,8 @@ mod tests {
         };
         let runtime = Runtime::new(limits, None).unwrap();
         assert_eq!(
-            runtime.validate_activity(&[0; 11]),
-            Err(ModuleError::TooLarge { size: 11, limit: 10 })
+            runtime.validate_activity(&[0; 11]).err(),
+            Some(ModuleError::TooLarge { size: 11, limit: 10 })
         );
     }
 }

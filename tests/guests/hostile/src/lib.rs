@@ -5,7 +5,7 @@
 //! - `memory`: allocates and touches 16 MiB chunks until allocation fails (memory cap);
 //! - `recursion`: recurses without bound (stack limit);
 //! - `trap`: panics with "boom";
-//! - `huge-output`: returns a 64 MiB string (output size limit);
+//! - `huge-output`: returns a string whose JSON is 64 MiB (output size limit);
 //! - `ok`: returns "fine".
 
 use std::hint::black_box;
@@ -22,11 +22,15 @@ fn hostile(_ctx: &Context, input: Input) -> Result<String, WorkflowError> {
     match input.mode.as_str() {
         "loop" => spin(),
         "memory" => exhaust_memory(),
-        "recursion" => Ok(recurse(black_box(0)).to_string()),
+        "recursion" => Ok(recurse(0, black_box(u64::MAX)).to_string()),
         "trap" => panic!("boom"),
-        "huge-output" => Ok("x".repeat(64 * 1024 * 1024)),
+        // 64 MiB of JSON exactly: the quotes make up the last two bytes. Exactly, because the
+        // SDK's output buffer doubles as it grows, and one byte more would make it 128 MiB.
+        "huge-output" => Ok("x".repeat(64 * 1024 * 1024 - 2)),
         "ok" => Ok("fine".to_owned()),
-        other => Err(WorkflowError::new("unknown_mode", format!("unknown mode `{other}`")).non_retryable()),
+        other => Err(
+            WorkflowError::new("unknown_mode", format!("unknown mode `{other}`")).non_retryable(),
+        ),
     }
 }
 
@@ -48,16 +52,17 @@ fn exhaust_memory() -> ! {
     }
 }
 
-/// Each frame keeps a buffer alive across the call, so the recursion is not a tail call
-/// and its stack grows until the host's limit stops it. The exit test can never pass,
-/// but the optimiser cannot know that through `black_box`.
-fn recurse(depth: u64) -> u64 {
-    if black_box(depth) == u64::MAX {
-        return 0;
+/// Recurses until the host's wasm stack limit stops it. `limit` comes through
+/// `black_box`, so the optimiser cannot see that the exit test never passes; and each
+/// frame combines its result with `rotate_left` and `^`, which no tail-call or
+/// accumulator rewrite turns into a loop. Nothing has its address taken, so the frames
+/// live on the wasm call stack (trap: stack overflow), not on Rust's shadow stack in
+/// linear memory (which would trap as an out-of-bounds memory access).
+fn recurse(depth: u64, limit: u64) -> u64 {
+    if depth == limit {
+        return depth;
     }
-    let frame = black_box([depth; 16]);
-    let below = recurse(black_box(depth + 1));
-    black_box(frame[(depth % 16) as usize]).wrapping_add(below)
+    recurse(depth + 1, limit).rotate_left(1) ^ depth
 }
 
 spool_sdk::workflow!(hostile);

@@ -93,7 +93,9 @@ fn post_json(url: &Url<'_>, body: &[u8]) -> Result<u16, ActivityError> {
         .map_err(|e| fatal("invalid_input", format!("bad header: {e:?}")))?;
     let request = OutgoingRequest::new(headers);
     let refused = |what: &str| fatal("invalid_input", format!("request refused {what}"));
-    request.set_method(&Method::Post).map_err(|()| refused("method"))?;
+    request
+        .set_method(&Method::Post)
+        .map_err(|()| refused("method"))?;
     request
         .set_scheme(Some(&url.scheme))
         .map_err(|()| refused("scheme"))?;
@@ -147,7 +149,10 @@ mod tests {
             parts("http://127.0.0.1:8080/hook?x=1"),
             (false, "127.0.0.1:8080".into(), "/hook?x=1".into())
         );
-        assert_eq!(parts("https://example.com"), (true, "example.com".into(), "/".into()));
+        assert_eq!(
+            parts("https://example.com"),
+            (true, "example.com".into(), "/".into())
+        );
         assert_eq!(parts("http://h?q"), (false, "h".into(), "/?q".into()));
     }
 

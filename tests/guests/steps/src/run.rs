@@ -39,7 +39,9 @@ struct Echoed {
 }
 
 fn echo(ctx: &Context, step: u64) -> ActivityHandle {
-    ctx.activity("spool.echo").input(&json!({ "step": step })).start()
+    ctx.activity("spool.echo")
+        .input(&json!({ "step": step }))
+        .start()
 }
 
 /// Draws one random u64, then runs steps 1..=N of `spool.echo`.
