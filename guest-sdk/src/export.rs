@@ -37,13 +37,43 @@ where
         .non_retryable()
     })?;
     let output = workflow(&Context::new(), input)?;
-    serde_json::to_string(&output).map_err(|e| {
+    to_json(&output).map_err(|e| {
         WorkflowError::new(
             "invalid_output",
             format!("workflow output did not serialize: {e}"),
         )
         .non_retryable()
     })
+}
+
+/// `serde_json::to_string` with a gentler growth rule, for large outputs.
+///
+/// A `Vec` doubles when it runs out of room. A workflow returning one big string makes
+/// serde_json write the string's contents in one piece and then the closing quote, and
+/// that last byte doubles the buffer: for a moment the guest holds the value, the full
+/// buffer and one twice its size, about four times the output against the guest's
+/// memory limit. Growing to the size needed plus an eighth (and at least half again)
+/// keeps that case near two times, and stays amortised O(n) for many small writes. One
+/// pass only: a second, measuring pass would double the fuel a large output costs.
+fn to_json(value: &(impl Serialize + ?Sized)) -> Result<String, serde_json::Error> {
+    struct Buffer(Vec<u8>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let needed = self.0.len() + bytes.len();
+            if needed > self.0.capacity() {
+                let capacity = (needed + needed / 8).max(self.0.capacity() * 3 / 2);
+                self.0.reserve_exact(capacity - self.0.len());
+            }
+            self.0.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut buffer = Buffer(Vec::with_capacity(128));
+    serde_json::to_writer(&mut buffer, value)?;
+    Ok(String::from_utf8(buffer.0).expect("serde_json writes UTF-8"))
 }
 
 #[cfg(test)]
@@ -65,6 +95,32 @@ mod tests {
             return Err(WorkflowError::new("no_name", "name is empty"));
         }
         Ok(format!("hello {}", input.name))
+    }
+
+    #[test]
+    fn to_json_matches_serde_json() {
+        let value = serde_json::json!({ "text": "x".repeat(10_000), "n": [1, 2, 3], "u": "é\n" });
+        assert_eq!(
+            to_json(&value).unwrap(),
+            serde_json::to_string(&value).unwrap()
+        );
+        let many: Vec<u32> = (0..100_000).collect();
+        assert_eq!(
+            to_json(&many).unwrap(),
+            serde_json::to_string(&many).unwrap()
+        );
+    }
+
+    #[test]
+    fn one_big_string_does_not_double_the_buffer() {
+        let big = "x".repeat(1 << 20);
+        let json = to_json(&big).unwrap();
+        assert_eq!(json.len(), big.len() + 2);
+        assert!(
+            json.capacity() <= json.len() + json.len() / 8 + 16,
+            "{}",
+            json.capacity()
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! - `memory`: allocates and touches 16 MiB chunks until allocation fails (memory cap);
 //! - `recursion`: recurses without bound (stack limit);
 //! - `trap`: panics with "boom";
-//! - `huge-output`: returns a string whose JSON is 64 MiB (output size limit);
+//! - `huge-output`: returns a 3 MiB string (over the host's 2 MiB output limit);
 //! - `ok`: returns "fine".
 
 use std::hint::black_box;
@@ -16,6 +16,13 @@ use spool_sdk::{Context, WorkflowError};
 #[derive(Deserialize)]
 struct Input {
     mode: String,
+    /// Size of the `huge-output` string; default 64 MiB.
+    #[serde(default = "default_output_bytes")]
+    output_bytes: usize,
+}
+
+fn default_output_bytes() -> usize {
+    64 * 1024 * 1024
 }
 
 fn hostile(_ctx: &Context, input: Input) -> Result<String, WorkflowError> {
@@ -24,9 +31,8 @@ fn hostile(_ctx: &Context, input: Input) -> Result<String, WorkflowError> {
         "memory" => exhaust_memory(),
         "recursion" => Ok(recurse(0, black_box(u64::MAX)).to_string()),
         "trap" => panic!("boom"),
-        // 64 MiB of JSON exactly: the quotes make up the last two bytes. Exactly, because the
-        // SDK's output buffer doubles as it grows, and one byte more would make it 128 MiB.
-        "huge-output" => Ok("x".repeat(64 * 1024 * 1024 - 2)),
+        // The SDK encodes it into a buffer of about 1.1 x its size, so this needs some 140 MiB.
+        "huge-output" => Ok("x".repeat(3 * 1024 * 1024)),
         "ok" => Ok("fine".to_owned()),
         other => Err(
             WorkflowError::new("unknown_mode", format!("unknown mode `{other}`")).non_retryable(),

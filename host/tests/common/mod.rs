@@ -1,0 +1,237 @@
+//! Shared pieces of the end-to-end tests: the real `spool` binary as a child process
+//! (which the tests kill with SIGKILL), the guest components built once per run by
+//! `scripts/build-guests.sh`, and an HTTP sink that stands in for outside services.
+
+#![allow(dead_code)]
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Path of a guest component; they are built once per test run, not per test.
+pub fn guest(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/guests")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-guests.sh first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+pub fn spool_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_spool")
+}
+
+/// A `spool server start-dev` child process on a journal in `dir`.
+pub struct Server {
+    child: Child,
+    pub address: String,
+    dir: PathBuf,
+    extra: Vec<String>,
+    starts: usize,
+}
+
+impl Server {
+    pub fn start(dir: &Path, extra: &[&str]) -> Self {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, address) = spawn(dir, &extra, 0);
+        Self {
+            child,
+            address,
+            dir: dir.to_owned(),
+            extra,
+            starts: 1,
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs, exactly like a crash or power loss.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same journal (after `kill9`).
+    pub fn restart(&mut self) {
+        self.kill9();
+        let (child, address) = spawn(&self.dir, &self.extra, self.starts);
+        self.child = child;
+        self.address = address;
+        self.starts += 1;
+    }
+
+    /// Runs a `spool` client command against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(spool_binary())
+            .args(args)
+            .env("SPOOL_ADDRESS", &self.address)
+            .output()
+            .expect("run the spool CLI")
+    }
+
+    /// Runs a client command that must succeed; returns its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "spool {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a client command whose stdout is JSON.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli_ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("spool {args:?} printed non-JSON ({e}): {out}"))
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join(format!("server-{}.log", self.starts - 1))).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        format!("--- server log (tail) ---\n{}", lines[lines.len().saturating_sub(30)..].join("\n"))
+    }
+
+    /// Polls the workflow's history until `pred` holds for its event types.
+    pub fn wait_for_history(&self, id: &str, timeout: Duration, pred: impl Fn(&[String]) -> bool) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.cli(&["workflow", "history", "--id", id]);
+            if out.status.success() {
+                let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                let events = history["events"].as_array().cloned().unwrap_or_default();
+                let types: Vec<String> = events.iter().map(|e| e["type"].as_str().unwrap_or("").to_owned()).collect();
+                if pred(&types) {
+                    return events;
+                }
+            }
+            assert!(Instant::now() < deadline, "history of {id} never matched\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn spawn(dir: &Path, extra: &[String], start: usize) -> (Child, String) {
+    let log = std::fs::File::create(dir.join(format!("server-{start}.log"))).expect("create server log");
+    let mut child = Command::new(spool_binary())
+        .args(["server", "start-dev", "--port", "0", "--no-ui", "--db"])
+        .arg(dir.join("spool.db"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("start spool server");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("spool: API listening on ") {
+                let address = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(address);
+                }
+            }
+        }
+    });
+    let address = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("server did not start; see {}", dir.join(format!("server-{start}.log")).display()));
+    (child, address)
+}
+
+/// An HTTP endpoint standing in for an email service: it records every JSON body it
+/// receives (on arrival), can fail the first requests, and can hold some requests.
+#[derive(Clone, Default)]
+pub struct Sink {
+    state: Arc<Mutex<SinkState>>,
+    pub url: String,
+}
+
+#[derive(Default)]
+struct SinkState {
+    received: Vec<serde_json::Value>,
+    fail_first: usize,
+    hold: Option<(String, Duration)>,
+}
+
+impl Sink {
+    /// Starts the sink on a thread of its own, so it serves even while a test blocks.
+    pub fn start() -> Self {
+        let state: Arc<Mutex<SinkState>> = Arc::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/email", listener.local_addr().unwrap());
+        let app = Router::new().route("/email", post(receive)).with_state(state.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        Self { state, url }
+    }
+
+    /// The next `n` requests get HTTP 503.
+    pub fn fail_first(&self, n: usize) {
+        self.state.lock().unwrap().fail_first = n;
+    }
+
+    /// Requests whose `template` is `template` are answered only after `delay`.
+    pub fn hold(&self, template: &str, delay: Duration) {
+        self.state.lock().unwrap().hold = Some((template.to_owned(), delay));
+    }
+
+    /// How many requests with this `template` arrived.
+    pub fn count(&self, template: &str) -> usize {
+        self.state.lock().unwrap().received.iter().filter(|b| b["template"] == template).count()
+    }
+
+    pub fn wait_for(&self, template: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.count(template) < n {
+            assert!(Instant::now() < deadline, "sink never saw {n} {template:?} requests");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+async fn receive(State(state): State<Arc<Mutex<SinkState>>>, Json(body): Json<serde_json::Value>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+    let (fail, hold) = {
+        let mut s = state.lock().unwrap();
+        s.received.push(body.clone());
+        let fail = s.fail_first > 0;
+        if fail {
+            s.fail_first -= 1;
+        }
+        let hold = s.hold.as_ref().filter(|(t, _)| body["template"] == *t).map(|(_, d)| *d);
+        (fail, hold)
+    };
+    if fail {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": "try later"})));
+    }
+    if let Some(delay) = hold {
+        tokio::time::sleep(delay).await;
+    }
+    (axum::http::StatusCode::OK, Json(serde_json::json!({"sent": true})))
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
