@@ -48,8 +48,12 @@ pub async fn run(address: &str, namespace: &str, args: BenchArgs) -> ExitCode {
 
 async fn bench(address: &str, namespace: &str, args: BenchArgs) -> Result<(), String> {
     let client = Client::new(address, namespace).map_err(|e| e.to_string())?;
-    let bytes = std::fs::read(&args.module).map_err(|e| format!("cannot read {}: {e}", args.module.display()))?;
-    client.upload("bench-steps", "workflow", bytes).await.map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(&args.module)
+        .map_err(|e| format!("cannot read {}: {e}", args.module.display()))?;
+    client
+        .upload("bench-steps", "workflow", bytes)
+        .await
+        .map_err(|e| e.to_string())?;
     let tag = format!("{:x}", rand::random::<u32>());
 
     // (a) latency, one run at a time.
@@ -58,13 +62,23 @@ async fn bench(address: &str, namespace: &str, args: BenchArgs) -> Result<(), St
         let id = format!("bench-lat-{tag}-{i}");
         let started = Instant::now();
         client
-            .start("bench-steps", &id, serde_json::json!({ "steps": 1, "mode": "sequential" }))
+            .start(
+                "bench-steps",
+                &id,
+                serde_json::json!({ "steps": 1, "mode": "sequential" }),
+            )
             .await
             .map_err(|e| e.to_string())?;
-        let run = client.result(&id, Some(Duration::from_secs(60))).await.map_err(|e| e.to_string())?;
+        let run = client
+            .result(&id, Some(Duration::from_secs(60)))
+            .await
+            .map_err(|e| e.to_string())?;
         latencies.push(started.elapsed());
         if run["status"] != "completed" {
-            return Err(format!("run {id} ended {}: {}", run["status"], run["failure"]));
+            return Err(format!(
+                "run {id} ended {}: {}",
+                run["status"], run["failure"]
+            ));
         }
     }
     latencies.sort();
@@ -84,7 +98,13 @@ async fn bench(address: &str, namespace: &str, args: BenchArgs) -> Result<(), St
         let id = format!("bench-tp-{tag}-{i}");
         let steps = args.steps;
         tasks.push(tokio::spawn(async move {
-            client.start("bench-steps", &id, serde_json::json!({ "steps": steps, "mode": "sequential" })).await?;
+            client
+                .start(
+                    "bench-steps",
+                    &id,
+                    serde_json::json!({ "steps": steps, "mode": "sequential" }),
+                )
+                .await?;
             client.result(&id, Some(Duration::from_secs(600))).await
         }));
     }

@@ -93,7 +93,10 @@ impl fmt::Display for Handle {
 pub fn validate_name(what: &str, value: &str) -> Result<(), String> {
     const MAX: usize = 200;
     if value.is_empty() || value.len() > MAX {
-        return Err(format!("{what} must be 1 to {MAX} characters, got {}", value.len()));
+        return Err(format!(
+            "{what} must be 1 to {MAX} characters, got {}",
+            value.len()
+        ));
     }
     if let Some(bad) = value
         .chars()

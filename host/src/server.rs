@@ -35,10 +35,10 @@ pub async fn run_dev_server(
     config: DevServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let journal = Arc::new(
-        SqliteJournal::open(&config.db)
-            .map_err(|e| anyhow::anyhow!("cannot open the journal {}: {e}", config.db.display()))?,
-    );
+    let journal =
+        Arc::new(SqliteJournal::open(&config.db).map_err(|e| {
+            anyhow::anyhow!("cannot open the journal {}: {e}", config.db.display())
+        })?);
     let limits = SandboxLimits::default();
     let max_module_bytes = limits.max_module_bytes;
     let runtime = Runtime::new(limits, Some(config.db.with_extension("cache")))?;
@@ -58,16 +58,28 @@ pub async fn run_dev_server(
         engine_config.max_payload_bytes,
     )?);
     let max_payload_bytes = engine_config.max_payload_bytes;
-    let engine = Engine::new(journal, runtime, Arc::new(SystemClock), executor, engine_config)?;
+    let engine = Engine::new(
+        journal,
+        runtime,
+        Arc::new(SystemClock),
+        executor,
+        engine_config,
+    )?;
 
     let namespace = Namespace::default_namespace();
     let uploads = config
         .modules
         .iter()
         .map(|m| (m, ModuleKind::Workflow))
-        .chain(config.activity_modules.iter().map(|m| (m, ModuleKind::Activity)));
+        .chain(
+            config
+                .activity_modules
+                .iter()
+                .map(|m| (m, ModuleKind::Activity)),
+        );
     for ((name, file), kind) in uploads {
-        let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        let bytes = std::fs::read(file)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
         let record = engine
             .upload_module(&namespace, name, kind, bytes)
             .await
@@ -81,11 +93,13 @@ pub async fn run_dev_server(
         max_module_bytes,
         max_payload_bytes,
     });
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], config.port))).await?;
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], config.port))).await?;
     let address = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(ui_port) = config.ui_port {
-        let ui_listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], ui_port))).await?;
+        let ui_listener =
+            tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], ui_port))).await?;
         let ui_address = ui_listener.local_addr()?;
         println!("spool: web UI on http://{ui_address}");
         let mut stop = stop_rx.clone();
@@ -94,7 +108,10 @@ pub async fn run_dev_server(
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(ui_listener, ui).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(ui_listener, ui)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "web UI stopped");
             }
         });

@@ -21,19 +21,40 @@ fn onboarding_completes_after_sigkill_during_the_durable_sleep() {
     let sink = Sink::start();
     let mut server = onboarding_server(dir.path());
     let input = onboarding_input("ada", &sink, 3);
-    server.cli_ok(&["workflow", "start", "--type", "onboarding", "--id", "onb-1", "--input", &input]);
+    server.cli_ok(&[
+        "workflow",
+        "start",
+        "--type",
+        "onboarding",
+        "--id",
+        "onb-1",
+        "--input",
+        &input,
+    ]);
     // The welcome email is journaled as completed and the timer has started: kill now.
-    server.wait_for_history("onb-1", Duration::from_secs(20), |t| t.iter().any(|t| t == "timer_started"));
+    server.wait_for_history("onb-1", Duration::from_secs(20), |t| {
+        t.iter().any(|t| t == "timer_started")
+    });
     server.kill9();
     server.restart();
     let result = server.cli_json(&["workflow", "result", "--id", "onb-1", "--timeout", "30"]);
     assert_eq!(result, "Onboarding complete for ada");
-    assert_eq!(sink.count("welcome"), 1, "the completed welcome activity must not run again");
+    assert_eq!(
+        sink.count("welcome"),
+        1,
+        "the completed welcome activity must not run again"
+    );
     assert_eq!(sink.count("follow-up"), 1);
     // The sleep lasted its full length across the crash: the timer fired no earlier than
     // 3 s after it started.
-    let events = server.cli_json(&["workflow", "history", "--id", "onb-1"])["events"].as_array().unwrap().clone();
-    let started = events.iter().find(|e| e["type"] == "timer_started").unwrap();
+    let events = server.cli_json(&["workflow", "history", "--id", "onb-1"])["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let started = events
+        .iter()
+        .find(|e| e["type"] == "timer_started")
+        .unwrap();
     let fired = events.iter().find(|e| e["type"] == "timer_fired").unwrap();
     assert!(fired["recorded_at_ms"].as_u64().unwrap() >= started["fire_at_ms"].as_u64().unwrap());
     assert_eq!(started["duration_ms"], 3_000);
@@ -47,17 +68,43 @@ fn sigkill_during_an_activity_reruns_it_but_never_a_completed_one() {
     sink.hold("follow-up", Duration::from_secs(3));
     let mut server = onboarding_server(dir.path());
     let input = onboarding_input("grace", &sink, 1);
-    server.cli_ok(&["workflow", "start", "--type", "onboarding", "--id", "onb-2", "--input", &input]);
+    server.cli_ok(&[
+        "workflow",
+        "start",
+        "--type",
+        "onboarding",
+        "--id",
+        "onb-2",
+        "--input",
+        &input,
+    ]);
     sink.wait_for("follow-up", 1, Duration::from_secs(20));
     server.kill9();
     server.restart();
     let result = server.cli_json(&["workflow", "result", "--id", "onb-2", "--timeout", "30"]);
     assert_eq!(result, "Onboarding complete for grace");
-    assert_eq!(sink.count("welcome"), 1, "completed before the crash: never again");
-    assert_eq!(sink.count("follow-up"), 2, "in flight at the crash: run again once");
-    let events = server.cli_json(&["workflow", "history", "--id", "onb-2"])["events"].as_array().unwrap().clone();
-    let completions = events.iter().filter(|e| e["type"] == "activity_completed").count();
-    assert_eq!(completions, 2, "each activity has exactly one result in the journal");
+    assert_eq!(
+        sink.count("welcome"),
+        1,
+        "completed before the crash: never again"
+    );
+    assert_eq!(
+        sink.count("follow-up"),
+        2,
+        "in flight at the crash: run again once"
+    );
+    let events = server.cli_json(&["workflow", "history", "--id", "onb-2"])["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let completions = events
+        .iter()
+        .filter(|e| e["type"] == "activity_completed")
+        .count();
+    assert_eq!(
+        completions, 2,
+        "each activity has exactly one result in the journal"
+    );
 }
 
 #[test]
@@ -67,17 +114,39 @@ fn failed_attempts_are_retried_with_backoff() {
     sink.fail_first(2);
     let server = onboarding_server(dir.path());
     let input = onboarding_input("lin", &sink, 0);
-    server.cli_ok(&["workflow", "start", "--type", "onboarding", "--id", "onb-3", "--input", &input]);
+    server.cli_ok(&[
+        "workflow",
+        "start",
+        "--type",
+        "onboarding",
+        "--id",
+        "onb-3",
+        "--input",
+        &input,
+    ]);
     let result = server.cli_json(&["workflow", "result", "--id", "onb-3", "--timeout", "30"]);
     assert_eq!(result, "Onboarding complete for lin");
     assert_eq!(sink.count("welcome"), 3, "two 503s, then success");
-    let events = server.cli_json(&["workflow", "history", "--id", "onb-3"])["events"].as_array().unwrap().clone();
-    let first = events.iter().find(|e| e["type"] == "activity_completed").unwrap();
+    let events = server.cli_json(&["workflow", "history", "--id", "onb-3"])["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let first = events
+        .iter()
+        .find(|e| e["type"] == "activity_completed")
+        .unwrap();
     assert_eq!(first["attempts"], 3);
     // Backoff: 200 ms then 400 ms between the attempts.
-    let scheduled = events.iter().find(|e| e["type"] == "activity_scheduled").unwrap();
-    let waited = first["recorded_at_ms"].as_u64().unwrap() - scheduled["recorded_at_ms"].as_u64().unwrap();
-    assert!(waited >= 600, "attempts were not spaced by the backoff: {waited} ms");
+    let scheduled = events
+        .iter()
+        .find(|e| e["type"] == "activity_scheduled")
+        .unwrap();
+    let waited =
+        first["recorded_at_ms"].as_u64().unwrap() - scheduled["recorded_at_ms"].as_u64().unwrap();
+    assert!(
+        waited >= 600,
+        "attempts were not spaced by the backoff: {waited} ms"
+    );
 }
 
 #[test]
@@ -87,7 +156,16 @@ fn fifty_concurrent_workflows_all_complete_after_sigkill() {
     let mut server = Server::start(dir.path(), &["--module", &module]);
     let input = r#"{"steps": 5, "mode": "sequential", "sleep_ms": 150}"#;
     for i in 0..50 {
-        server.cli_ok(&["workflow", "start", "--type", "steps", "--id", &format!("many-{i}"), "--input", input]);
+        server.cli_ok(&[
+            "workflow",
+            "start",
+            "--type",
+            "steps",
+            "--id",
+            &format!("many-{i}"),
+            "--input",
+            input,
+        ]);
     }
     // Kill while the runs are part-way through their steps.
     server.wait_for_history("many-49", Duration::from_secs(20), |t| {
@@ -99,7 +177,10 @@ fn fifty_concurrent_workflows_all_complete_after_sigkill() {
         let id = format!("many-{i}");
         let output = server.cli_json(&["workflow", "result", "--id", &id, "--timeout", "60"]);
         assert_eq!(output["sum"], 15, "{id}");
-        let events = server.cli_json(&["workflow", "history", "--id", &id])["events"].as_array().unwrap().clone();
+        let events = server.cli_json(&["workflow", "history", "--id", &id])["events"]
+            .as_array()
+            .unwrap()
+            .clone();
         let mut handles: Vec<u64> = events
             .iter()
             .filter(|e| e["type"] == "activity_completed")
@@ -109,6 +190,10 @@ fn fifty_concurrent_workflows_all_complete_after_sigkill() {
         handles.dedup();
         assert_eq!(handles.len(), 5, "{id}: one result per activity");
         let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-        assert_eq!(seqs, (0..events.len() as u64).collect::<Vec<_>>(), "{id}: gapless journal");
+        assert_eq!(
+            seqs,
+            (0..events.len() as u64).collect::<Vec<_>>(),
+            "{id}: gapless journal"
+        );
     }
 }

@@ -26,16 +26,27 @@ struct Host {
 
 impl Host {
     fn start(db: &Path, clock: &ManualClock, evict_after: Option<Duration>) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let engine = rt.block_on(async {
             let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(db).unwrap());
-            let runtime = Runtime::new(SandboxLimits::default(), Some(db.with_extension("cache"))).unwrap();
+            let runtime =
+                Runtime::new(SandboxLimits::default(), Some(db.with_extension("cache"))).unwrap();
             let config = EngineConfig {
                 evict_after,
                 ..EngineConfig::default()
             };
             let executor = Arc::new(
-                ActivityExecutor::new(journal.clone(), runtime.clone(), HttpAllowList::any(), config.max_payload_bytes).unwrap(),
+                ActivityExecutor::new(
+                    journal.clone(),
+                    runtime.clone(),
+                    HttpAllowList::any(),
+                    config.max_payload_bytes,
+                )
+                .unwrap(),
             );
             Engine::new(journal, runtime, Arc::new(clock.clone()), executor, config).unwrap()
         });
@@ -46,7 +57,12 @@ impl Host {
         let bytes = std::fs::read(guest(file)).unwrap();
         let ns = Namespace::default_namespace();
         self.rt
-            .block_on(self.engine.upload_module(&ns, &TypeName(name.into()), ModuleKind::Workflow, bytes))
+            .block_on(self.engine.upload_module(
+                &ns,
+                &TypeName(name.into()),
+                ModuleKind::Workflow,
+                bytes,
+            ))
             .unwrap()
             .hash
     }
@@ -68,13 +84,19 @@ impl Host {
 
     fn run(&self, id: &str) -> spool::journal::RunRecord {
         self.rt
-            .block_on(self.engine.describe(&Namespace::default_namespace(), &WorkflowId(id.into())))
+            .block_on(
+                self.engine
+                    .describe(&Namespace::default_namespace(), &WorkflowId(id.into())),
+            )
             .unwrap()
     }
 
     fn events(&self, id: &str) -> Vec<spool::journal::Event> {
         self.rt
-            .block_on(self.engine.history(&Namespace::default_namespace(), &WorkflowId(id.into())))
+            .block_on(
+                self.engine
+                    .history(&Namespace::default_namespace(), &WorkflowId(id.into())),
+            )
             .unwrap()
     }
 
@@ -86,7 +108,10 @@ impl Host {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("{id}: never reached: {what}; events: {:#?}", self.events(id));
+        panic!(
+            "{id}: never reached: {what}; events: {:#?}",
+            self.events(id)
+        );
     }
 
     fn crash(self) {
@@ -106,7 +131,10 @@ fn a_three_day_timer_survives_a_restart_and_fires_on_time() {
     let start_ms = clock.now_ms();
     let host = Host::start(&db, &clock, Some(Duration::from_secs(5)));
     host.upload("steps", "steps");
-    let input = format!(r#"{{"steps": 1, "mode": "sequential", "sleep_ms": {}}}"#, 3 * DAY_MS);
+    let input = format!(
+        r#"{{"steps": 1, "mode": "sequential", "sleep_ms": {}}}"#,
+        3 * DAY_MS
+    );
     host.start_run("steps", "sleeper", &input);
     host.wait_until("sleeper", "timer started", |e| has_type(e, "timer_started"));
     host.crash();
@@ -115,13 +143,19 @@ fn a_three_day_timer_survives_a_restart_and_fires_on_time() {
     assert_eq!(host.recover(), 1);
     clock.advance(Duration::from_millis(3 * DAY_MS - 1));
     std::thread::sleep(Duration::from_millis(200));
-    assert!(!has_type(&host.events("sleeper"), "timer_fired"), "fired a millisecond early");
+    assert!(
+        !has_type(&host.events("sleeper"), "timer_fired"),
+        "fired a millisecond early"
+    );
     assert_eq!(host.run("sleeper").status, RunStatus::Running);
 
     clock.advance(Duration::from_millis(1));
     host.wait_until("sleeper", "completed", |e| has_type(e, "run_completed"));
     let events = host.events("sleeper");
-    let fired = events.iter().find(|e| e.kind.type_name() == "timer_fired").unwrap();
+    let fired = events
+        .iter()
+        .find(|e| e.kind.type_name() == "timer_fired")
+        .unwrap();
     assert_eq!(fired.recorded_at_ms, start_ms + 3 * DAY_MS);
     assert_eq!(host.run("sleeper").status, RunStatus::Completed);
     host.crash();
@@ -135,10 +169,16 @@ fn a_changed_module_is_detected_as_non_determinism_and_the_run_stays_resumable()
     let host = Host::start(&db, &clock, None);
     let original = host.upload("steps", "steps");
     let changed = host.upload("steps-changed", "steps-changed");
-    let run = host.start_run("steps", "nd", r#"{"steps": 2, "mode": "sequential", "sleep_ms": 60000}"#);
+    let run = host.start_run(
+        "steps",
+        "nd",
+        r#"{"steps": 2, "mode": "sequential", "sleep_ms": 60000}"#,
+    );
     host.wait_until("nd", "timer started", |e| has_type(e, "timer_started"));
     // The deliberate override of pinning: point the open run at the changed module.
-    host.rt.block_on(host.engine.repin(&run.run_id, &changed)).unwrap();
+    host.rt
+        .block_on(host.engine.repin(&run.run_id, &changed))
+        .unwrap();
     host.crash();
 
     let host = Host::start(&db, &clock, None);
@@ -152,12 +192,23 @@ fn a_changed_module_is_detected_as_non_determinism_and_the_run_stays_resumable()
     let blocked = host.run("nd");
     assert_eq!(blocked.status, RunStatus::Blocked);
     let reason = blocked.blocked_reason.unwrap();
-    assert!(reason.contains("non-determinism at event seq 1"), "{reason}");
-    assert!(reason.contains("start-timer 60000 ms"), "names the journaled command: {reason}");
-    assert!(reason.contains(r#"start-activity "spool.echo" with input {"step":1000}"#), "names the issued command: {reason}");
+    assert!(
+        reason.contains("non-determinism at event seq 1"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("start-timer 60000 ms"),
+        "names the journaled command: {reason}"
+    );
+    assert!(
+        reason.contains(r#"start-activity "spool.echo" with input {"step":1000}"#),
+        "names the issued command: {reason}"
+    );
     // Nothing was appended by the diverging replay.
     assert_eq!(host.events("nd").len(), 2);
-    host.rt.block_on(host.engine.repin(&run.run_id, &original)).unwrap();
+    host.rt
+        .block_on(host.engine.repin(&run.run_id, &original))
+        .unwrap();
     host.crash();
 
     // With the right module the blocked run resumes and completes.
@@ -183,10 +234,17 @@ fn evicted_runs_replay_to_the_same_result_as_hot_ones() {
         let clock = ManualClock::new(1_800_000_000_000);
         let host = Host::start(&db, &clock, evict_after);
         host.upload("steps", "steps");
-        host.start_run("steps", "twice", r#"{"steps": 3, "mode": "sequential", "sleep_ms": 1000}"#);
+        host.start_run(
+            "steps",
+            "twice",
+            r#"{"steps": 3, "mode": "sequential", "sleep_ms": 1000}"#,
+        );
         for fired in 1..=3 {
             host.wait_until("twice", "timer started", |e| {
-                e.iter().filter(|e| e.kind.type_name() == "timer_started").count() == fired
+                e.iter()
+                    .filter(|e| e.kind.type_name() == "timer_started")
+                    .count()
+                    == fired
             });
             clock.advance(Duration::from_secs(1));
         }
@@ -196,12 +254,17 @@ fn evicted_runs_replay_to_the_same_result_as_hot_ones() {
             EventKind::RunStarted { seed, .. } => *seed,
             other => panic!("{other:?}"),
         };
-        let output: serde_json::Value = serde_json::from_str(host.run("twice").output.as_deref().unwrap()).unwrap();
+        let output: serde_json::Value =
+            serde_json::from_str(host.run("twice").output.as_deref().unwrap()).unwrap();
         let types: Vec<&str> = events.iter().map(|e| e.kind.type_name()).collect();
         outputs.push((types.join(","), output["sum"].clone()));
         // ctx.random_u64() reads 8 bytes from the seeded generator, little-endian.
         let mut expected = spool::runtime::wasi::SeededRandom::new(seed);
-        assert_eq!(output["random"], expected.next_u64().to_string(), "random replays from the journaled seed");
+        assert_eq!(
+            output["random"],
+            expected.next_u64().to_string(),
+            "random replays from the journaled seed"
+        );
         host.crash();
     }
     assert_eq!(outputs[0], outputs[1]);

@@ -57,9 +57,13 @@ fn invalid(message: String) -> Failure {
 async fn http_request(executor: &ActivityExecutor, input: &str) -> Result<String, Failure> {
     let request: HttpRequest =
         serde_json::from_str(input).map_err(|e| invalid(format!("http.request input: {e}")))?;
-    let url = reqwest::Url::parse(&request.url).map_err(|e| invalid(format!("url {:?}: {e}", request.url)))?;
+    let url = reqwest::Url::parse(&request.url)
+        .map_err(|e| invalid(format!("url {:?}: {e}", request.url)))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(format!("url scheme {:?} is not http or https", url.scheme())));
+        return Err(invalid(format!(
+            "url scheme {:?} is not http or https",
+            url.scheme()
+        )));
     }
     let host = url.host_str().unwrap_or_default();
     if !executor.allow.allows(host, url.port_or_known_default()) {
@@ -80,7 +84,10 @@ async fn http_request(executor: &ActivityExecutor, input: &str) -> Result<String
         None => builder,
         Some(serde_json::Value::String(text)) => builder.body(text),
         Some(json) => {
-            let has_content_type = request.headers.keys().any(|k| k.eq_ignore_ascii_case("content-type"));
+            let has_content_type = request
+                .headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("content-type"));
             let builder = if has_content_type {
                 builder
             } else {
@@ -90,7 +97,11 @@ async fn http_request(executor: &ActivityExecutor, input: &str) -> Result<String
         }
     };
     let response = builder.send().await.map_err(|e| {
-        Failure::new(FailureKind::Application, "http_transport", format!("request failed: {e}"))
+        Failure::new(
+            FailureKind::Application,
+            "http_transport",
+            format!("request failed: {e}"),
+        )
     })?;
     let status = response.status();
     let headers = response
@@ -102,12 +113,21 @@ async fn http_request(executor: &ActivityExecutor, input: &str) -> Result<String
     let body = serde_json::from_slice(&body)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
     if !status.is_success() {
-        let retryable = status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
+        let retryable =
+            status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
         let failure = Failure {
             details: Some(body.to_string()),
-            ..Failure::new(FailureKind::Application, "http_status", format!("HTTP status {status}"))
+            ..Failure::new(
+                FailureKind::Application,
+                "http_status",
+                format!("HTTP status {status}"),
+            )
         };
-        return Err(if retryable { failure } else { failure.non_retryable() });
+        return Err(if retryable {
+            failure
+        } else {
+            failure.non_retryable()
+        });
     }
     let output = HttpResponse {
         status: status.as_u16(),
@@ -120,7 +140,11 @@ async fn http_request(executor: &ActivityExecutor, input: &str) -> Result<String
 async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, Failure> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| {
-        Failure::new(FailureKind::Application, "http_transport", format!("reading the response failed: {e}"))
+        Failure::new(
+            FailureKind::Application,
+            "http_transport",
+            format!("reading the response failed: {e}"),
+        )
     })? {
         if body.len() + chunk.len() > limit {
             return Err(Failure::new(

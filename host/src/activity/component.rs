@@ -58,20 +58,21 @@ impl WasiHttpHooks for AllowListHooks {
                 Output = Result<
                     (
                         http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                        Box<
+                            dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
+                                + Send,
+                        >,
                     ),
                     wasmtime_wasi_http::Error,
                 >,
             > + Send,
     > {
         let uri = request.uri();
-        let port = uri
-            .port_u16()
-            .or_else(|| match uri.scheme_str() {
-                Some("http") => Some(80),
-                Some("https") => Some(443),
-                _ => None,
-            });
+        let port = uri.port_u16().or_else(|| match uri.scheme_str() {
+            Some("http") => Some(80),
+            Some("https") => Some(443),
+            _ => None,
+        });
         let allowed = uri.host().is_some_and(|host| self.allow.allows(host, port));
         if !allowed {
             tracing::warn!(uri = %uri, "activity component's HTTP request denied by the allow-list");
@@ -110,7 +111,9 @@ pub(super) async fn execute(
     let runtime = executor.runtime.clone();
     let hash = module.hash.clone();
     let component = tokio::task::spawn_blocking(move || {
-        runtime.component(&hash, || bytes.ok_or_else(|| anyhow::anyhow!("module bytes missing")))
+        runtime.component(&hash, || {
+            bytes.ok_or_else(|| anyhow::anyhow!("module bytes missing"))
+        })
     })
     .await
     .map_err(|e| internal(e.to_string()))?
@@ -152,7 +155,11 @@ pub(super) async fn execute(
         Ok(Ok(output)) => Ok(output),
         Ok(Err(e)) => {
             let failure = Failure::new(FailureKind::Application, &e.error_type, e.message);
-            Err(if e.non_retryable { failure.non_retryable() } else { failure })
+            Err(if e.non_retryable {
+                failure.non_retryable()
+            } else {
+                failure
+            })
         }
         Err(trap) => Err(Failure::new(
             FailureKind::Application,

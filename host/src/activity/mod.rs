@@ -29,7 +29,10 @@ impl HttpAllowList {
 
     pub fn new(patterns: Vec<String>) -> Self {
         Self {
-            patterns: patterns.into_iter().map(|p| p.to_ascii_lowercase()).collect(),
+            patterns: patterns
+                .into_iter()
+                .map(|p| p.to_ascii_lowercase())
+                .collect(),
         }
     }
 
@@ -79,7 +82,12 @@ impl ActivityExecutor {
     }
 
     /// Runs one attempt of activity `name` in `namespace`.
-    pub async fn execute(&self, namespace: &Namespace, name: &str, input: &str) -> Result<String, Failure> {
+    pub async fn execute(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        input: &str,
+    ) -> Result<String, Failure> {
         if let Some(result) = builtin::execute(self, name, input).await {
             return result;
         }
@@ -109,7 +117,11 @@ mod tests {
 
     #[test]
     fn allow_list_patterns() {
-        let list = HttpAllowList::new(vec!["api.example.com".into(), "*.internal".into(), "127.0.0.1:8080".into()]);
+        let list = HttpAllowList::new(vec![
+            "api.example.com".into(),
+            "*.internal".into(),
+            "127.0.0.1:8080".into(),
+        ]);
         assert!(list.allows("api.example.com", Some(443)));
         assert!(list.allows("API.example.com", None));
         assert!(!list.allows("evil.com", Some(443)));

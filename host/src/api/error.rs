@@ -28,7 +28,11 @@ impl ApiError {
 
     pub fn from_body_rejection(status: StatusCode, text: String, limit: usize) -> Self {
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::new(status, "payload_too_large", format!("the request body exceeds {limit} bytes"))
+            Self::new(
+                status,
+                "payload_too_large",
+                format!("the request body exceeds {limit} bytes"),
+            )
         } else {
             Self::invalid(text)
         }
@@ -36,7 +40,11 @@ impl ApiError {
 
     pub fn from_json_rejection(e: axum::extract::rejection::JsonRejection, limit: usize) -> Self {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::new(e.status(), "payload_too_large", format!("the request body exceeds {limit} bytes"))
+            Self::new(
+                e.status(),
+                "payload_too_large",
+                format!("the request body exceeds {limit} bytes"),
+            )
         } else {
             Self::invalid(e.body_text())
         }
@@ -48,7 +56,9 @@ impl From<EngineError> for ApiError {
         let message = e.to_string();
         let (status, code) = match &e {
             EngineError::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
-            EngineError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            EngineError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
             EngineError::InvalidModule(ModuleError::TooLarge { .. }) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "module_too_large")
             }

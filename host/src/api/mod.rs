@@ -41,16 +41,28 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/health", get(health))
         .route(
             &format!("{ns}/modules"),
-            post(upload_module).get(list_modules).layer(DefaultBodyLimit::max(module_limit)),
+            post(upload_module)
+                .get(list_modules)
+                .layer(DefaultBodyLimit::max(module_limit)),
         )
         .route(
             &format!("{ns}/workflows"),
-            post(start_workflow).get(list_workflows).layer(DefaultBodyLimit::max(json_limit)),
+            post(start_workflow)
+                .get(list_workflows)
+                .layer(DefaultBodyLimit::max(json_limit)),
         )
         .route(&format!("{ns}/workflows/{{id}}"), get(describe_workflow))
-        .route(&format!("{ns}/workflows/{{id}}/result"), get(workflow_result))
-        .route(&format!("{ns}/workflows/{{id}}/history"), get(workflow_history))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route") })
+        .route(
+            &format!("{ns}/workflows/{{id}}/result"),
+            get(workflow_result),
+        )
+        .route(
+            &format!("{ns}/workflows/{{id}}/history"),
+            get(workflow_history),
+        )
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
+        })
         .with_state(state)
 }
 
@@ -77,13 +89,18 @@ async fn upload_module(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ModuleView>), ApiError> {
     let namespace = namespace(ns)?;
-    let Query(query) = query.map_err(|e| ApiError::invalid(format!("{e}; expected ?name=TYPE[&kind=workflow|activity]")))?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::invalid(format!("{e}; expected ?name=TYPE[&kind=workflow|activity]"))
+    })?;
     let kind = match query.kind.as_deref() {
         None => ModuleKind::Workflow,
-        Some(kind) => ModuleKind::parse(kind)
-            .ok_or_else(|| ApiError::invalid(format!("kind {kind:?}: expected workflow or activity")))?,
+        Some(kind) => ModuleKind::parse(kind).ok_or_else(|| {
+            ApiError::invalid(format!("kind {kind:?}: expected workflow or activity"))
+        })?,
     };
-    let bytes = body.map_err(|e| ApiError::from_body_rejection(e.status(), e.body_text(), state.max_module_bytes))?;
+    let bytes = body.map_err(|e| {
+        ApiError::from_body_rejection(e.status(), e.body_text(), state.max_module_bytes)
+    })?;
     let record = state
         .engine
         .upload_module(&namespace, &TypeName(query.name), kind, bytes.to_vec())
@@ -147,7 +164,9 @@ async fn list_workflows(
     let status = match query.status.as_deref() {
         None => None,
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
-            ApiError::invalid(format!("status {s:?}: expected running, completed, failed or blocked"))
+            ApiError::invalid(format!(
+                "status {s:?}: expected running, completed, failed or blocked"
+            ))
         })?),
     };
     if let Some(t) = &query.workflow_type {
@@ -172,7 +191,10 @@ async fn describe_workflow(
     State(state): State<ApiState>,
     Path((ns, id)): Path<(String, String)>,
 ) -> Result<Json<RunView>, ApiError> {
-    let run = state.engine.describe(&namespace(ns)?, &workflow_id(id)?).await?;
+    let run = state
+        .engine
+        .describe(&namespace(ns)?, &workflow_id(id)?)
+        .await?;
     Ok(Json(RunView::from(run)))
 }
 
@@ -189,7 +211,10 @@ async fn workflow_result(
 ) -> Result<Json<RunView>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid(e.to_string()))?;
     let wait = Duration::from_secs(query.wait_secs.unwrap_or(30)).min(MAX_WAIT);
-    let run = state.engine.wait_closed(&namespace(ns)?, &workflow_id(id)?, wait).await?;
+    let run = state
+        .engine
+        .wait_closed(&namespace(ns)?, &workflow_id(id)?, wait)
+        .await?;
     Ok(Json(RunView::from(run)))
 }
 
@@ -197,7 +222,10 @@ async fn workflow_history(
     State(state): State<ApiState>,
     Path((ns, id)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let events = state.engine.history(&namespace(ns)?, &workflow_id(id)?).await?;
+    let events = state
+        .engine
+        .history(&namespace(ns)?, &workflow_id(id)?)
+        .await?;
     let events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
     Ok(Json(serde_json::json!({ "events": events })))
 }

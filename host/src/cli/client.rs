@@ -14,9 +14,16 @@ pub struct Client {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{message} [{code}]")]
-    Api { status: u16, code: String, message: String },
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("cannot reach the Spool server at {address}: {source}")]
-    Unreachable { address: String, source: reqwest::Error },
+    Unreachable {
+        address: String,
+        source: reqwest::Error,
+    },
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
 }
@@ -40,10 +47,13 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
-        let response = request.send().await.map_err(|source| ClientError::Unreachable {
-            address: self.base.clone(),
-            source,
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                address: self.base.clone(),
+                source,
+            })?;
         let status = response.status().as_u16();
         let body: Value = response
             .json()
@@ -56,11 +66,19 @@ impl Client {
         Err(ClientError::Api {
             status,
             code: error["code"].as_str().unwrap_or("unknown").to_owned(),
-            message: error["message"].as_str().unwrap_or("(no message)").to_owned(),
+            message: error["message"]
+                .as_str()
+                .unwrap_or("(no message)")
+                .to_owned(),
         })
     }
 
-    pub async fn upload(&self, name: &str, kind: &str, bytes: Vec<u8>) -> Result<Value, ClientError> {
+    pub async fn upload(
+        &self,
+        name: &str,
+        kind: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Value, ClientError> {
         let request = self
             .http
             .post(self.url("/modules"))
@@ -74,9 +92,15 @@ impl Client {
         self.send(self.http.get(self.url("/modules"))).await
     }
 
-    pub async fn start(&self, workflow_type: &str, id: &str, input: Value) -> Result<Value, ClientError> {
+    pub async fn start(
+        &self,
+        workflow_type: &str,
+        id: &str,
+        input: Value,
+    ) -> Result<Value, ClientError> {
         let body = serde_json::json!({ "workflow_type": workflow_type, "workflow_id": id, "input": input });
-        self.send(self.http.post(self.url("/workflows")).json(&body)).await
+        self.send(self.http.post(self.url("/workflows")).json(&body))
+            .await
     }
 
     /// Waits until the run closes (polling the long-poll endpoint) and returns it.
@@ -84,7 +108,11 @@ impl Client {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         loop {
             let wait = deadline
-                .map(|d| d.saturating_duration_since(tokio::time::Instant::now()).as_secs().min(30))
+                .map(|d| {
+                    d.saturating_duration_since(tokio::time::Instant::now())
+                        .as_secs()
+                        .min(30)
+                })
                 .unwrap_or(30);
             let request = self
                 .http
@@ -100,14 +128,21 @@ impl Client {
     }
 
     pub async fn describe(&self, id: &str) -> Result<Value, ClientError> {
-        self.send(self.http.get(self.url(&format!("/workflows/{id}")))).await
+        self.send(self.http.get(self.url(&format!("/workflows/{id}"))))
+            .await
     }
 
     pub async fn history(&self, id: &str) -> Result<Value, ClientError> {
-        self.send(self.http.get(self.url(&format!("/workflows/{id}/history")))).await
+        self.send(self.http.get(self.url(&format!("/workflows/{id}/history"))))
+            .await
     }
 
-    pub async fn list(&self, status: Option<&str>, workflow_type: Option<&str>, limit: u32) -> Result<Value, ClientError> {
+    pub async fn list(
+        &self,
+        status: Option<&str>,
+        workflow_type: Option<&str>,
+        limit: u32,
+    ) -> Result<Value, ClientError> {
         let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
         if let Some(s) = status {
             query.push(("status", s.to_owned()));
@@ -115,6 +150,7 @@ impl Client {
         if let Some(t) = workflow_type {
             query.push(("type", t.to_owned()));
         }
-        self.send(self.http.get(self.url("/workflows")).query(&query)).await
+        self.send(self.http.get(self.url("/workflows")).query(&query))
+            .await
     }
 }

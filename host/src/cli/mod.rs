@@ -12,13 +12,27 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "spool", version, about = "Spool: durable workflows as WebAssembly components")]
+#[command(
+    name = "spool",
+    version,
+    about = "Spool: durable workflows as WebAssembly components"
+)]
 struct Cli {
     /// Address of the Spool API.
-    #[arg(long, global = true, env = "SPOOL_ADDRESS", default_value = "http://127.0.0.1:7233")]
+    #[arg(
+        long,
+        global = true,
+        env = "SPOOL_ADDRESS",
+        default_value = "http://127.0.0.1:7233"
+    )]
     address: String,
     /// Namespace to work in.
-    #[arg(long, global = true, env = "SPOOL_NAMESPACE", default_value = "default")]
+    #[arg(
+        long,
+        global = true,
+        env = "SPOOL_NAMESPACE",
+        default_value = "default"
+    )]
     namespace: String,
     #[command(subcommand)]
     command: Command,
@@ -137,11 +151,15 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+            }),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -170,7 +188,9 @@ async fn run(cli: Cli) -> ExitCode {
                 modules,
                 activity_modules,
                 allow_http,
-                evict_after: u64::try_from(evict_after_ms).ok().map(Duration::from_millis),
+                evict_after: u64::try_from(evict_after_ms)
+                    .ok()
+                    .map(Duration::from_millis),
             };
             return match run_dev_server(config, shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -214,7 +234,10 @@ async fn shutdown_signal() {
 }
 
 fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -225,11 +248,16 @@ enum CliError {
     Usage(String),
 }
 
-async fn module_command(address: &str, namespace: &str, command: ModuleCommand) -> Result<ExitCode, CliError> {
+async fn module_command(
+    address: &str,
+    namespace: &str,
+    command: ModuleCommand,
+) -> Result<ExitCode, CliError> {
     let client = Client::new(address, namespace)?;
     match command {
         ModuleCommand::Upload { file, name, kind } => {
-            let bytes = std::fs::read(&file).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let bytes = std::fs::read(&file)
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
             let module = client.upload(&name, &kind, bytes).await?;
             println!("{}", module["hash"].as_str().unwrap_or_default());
         }
@@ -238,14 +266,26 @@ async fn module_command(address: &str, namespace: &str, command: ModuleCommand) 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn workflow_command(address: &str, namespace: &str, command: WorkflowCommand) -> Result<ExitCode, CliError> {
+async fn workflow_command(
+    address: &str,
+    namespace: &str,
+    command: WorkflowCommand,
+) -> Result<ExitCode, CliError> {
     let client = Client::new(address, namespace)?;
     match command {
-        WorkflowCommand::Start { workflow_type, id, input } => {
+        WorkflowCommand::Start {
+            workflow_type,
+            id,
+            input,
+        } => {
             let input: serde_json::Value = serde_json::from_str(&input)
                 .map_err(|e| CliError::Usage(format!("--input is not valid JSON: {e}")))?;
             let run = client.start(&workflow_type, &id, input).await?;
-            println!("started workflow {} (run {})", run["workflow_id"].as_str().unwrap_or(&id), run["run_id"].as_str().unwrap_or("?"));
+            println!(
+                "started workflow {} (run {})",
+                run["workflow_id"].as_str().unwrap_or(&id),
+                run["run_id"].as_str().unwrap_or("?")
+            );
         }
         WorkflowCommand::Result { id, timeout } => {
             let run = client.result(&id, timeout.map(Duration::from_secs)).await?;
@@ -261,20 +301,32 @@ async fn workflow_command(address: &str, namespace: &str, command: WorkflowComma
                     return Ok(ExitCode::FAILURE);
                 }
                 Some("blocked") if timeout.is_some() => {
-                    eprintln!("workflow {id} is blocked: {}", run["blocked_reason"].as_str().unwrap_or("?"));
+                    eprintln!(
+                        "workflow {id} is blocked: {}",
+                        run["blocked_reason"].as_str().unwrap_or("?")
+                    );
                     return Ok(ExitCode::from(2));
                 }
                 _ => {
-                    eprintln!("workflow {id} is still {}", run["status"].as_str().unwrap_or("open"));
+                    eprintln!(
+                        "workflow {id} is still {}",
+                        run["status"].as_str().unwrap_or("open")
+                    );
                     return Ok(ExitCode::from(2));
                 }
             }
         }
         WorkflowCommand::Describe { id } => print_json(&client.describe(&id).await?),
         WorkflowCommand::History { id } => print_json(&client.history(&id).await?),
-        WorkflowCommand::List { status, workflow_type, limit } => {
-            print_json(&client.list(status.as_deref(), workflow_type.as_deref(), limit).await?)
-        }
+        WorkflowCommand::List {
+            status,
+            workflow_type,
+            limit,
+        } => print_json(
+            &client
+                .list(status.as_deref(), workflow_type.as_deref(), limit)
+                .await?,
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

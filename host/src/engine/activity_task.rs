@@ -18,7 +18,9 @@ pub(super) async fn run_with_retries(
 ) -> (Result<String, Failure>, u32) {
     let mut attempt = 1;
     loop {
-        let deadline = clock.now_ms().saturating_add(options.start_to_close_timeout_ms);
+        let deadline = clock
+            .now_ms()
+            .saturating_add(options.start_to_close_timeout_ms);
         let outcome = tokio::select! {
             outcome = executor.execute(namespace, name, input) => outcome,
             () = clock.sleep_until(deadline) => Err(Failure::new(
@@ -38,7 +40,9 @@ pub(super) async fn run_with_retries(
             return (Err(failure), attempt);
         };
         tracing::debug!(activity = name, attempt, delay_ms, error = %failure.message, "activity attempt failed; retrying");
-        clock.sleep_until(clock.now_ms().saturating_add(delay_ms)).await;
+        clock
+            .sleep_until(clock.now_ms().saturating_add(delay_ms))
+            .await;
         attempt += 1;
     }
 }

@@ -11,8 +11,8 @@ use super::replay::{Command, ContractViolation, Issued, NonDeterminism, Outstand
 use super::Inner;
 use crate::ids::{Handle, RunId};
 use crate::journal::{
-    ActivityOptions, CommitTicket, Event, EventKind, Failure, FailureKind, JournalError, RetryPolicy, RunRecord,
-    StatusChange, Write,
+    ActivityOptions, CommitTicket, Event, EventKind, Failure, FailureKind, JournalError,
+    RetryPolicy, RunRecord, StatusChange, Write,
 };
 use crate::runtime::bindings::spool::workflow::context as wit;
 use crate::runtime::wasi::{deterministic_wasi, CapturedOutput, SeededRandom, VirtualTime};
@@ -155,9 +155,17 @@ async fn run_instance(mut host: RunHost) -> (InstanceEnd, RunHost) {
     host.random = SeededRandom::new(start.seed);
     host.new_activation = false;
     let inner = host.inner.clone();
-    let pre = match inner.workflow_pre(&host.run.namespace, &host.run.module_hash).await {
+    let pre = match inner
+        .workflow_pre(&host.run.namespace, &host.run.module_hash)
+        .await
+    {
         Ok(pre) => pre,
-        Err(e) => return (InstanceEnd::HostError(format!("cannot load module: {e:#}")), host),
+        Err(e) => {
+            return (
+                InstanceEnd::HostError(format!("cannot load module: {e:#}")),
+                host,
+            )
+        }
     };
     let (wasi, output) = deterministic_wasi(&host.time, start.start_ms, start.seed);
     let mut store = inner.runtime.new_store(wasi, host);
@@ -193,8 +201,16 @@ fn classify(
                 return match reason {
                     Abort::Evict => InstanceEnd::Evicted,
                     Abort::NonDeterminism(e) => InstanceEnd::NonDeterminism(e.clone()),
-                    Abort::Contract(e) => InstanceEnd::Returned(Err(sandbox_failure("contract_violation", e.to_string(), &stderr))),
-                    Abort::Payload(e) => InstanceEnd::Returned(Err(sandbox_failure("payload_too_large", e.clone(), &stderr))),
+                    Abort::Contract(e) => InstanceEnd::Returned(Err(sandbox_failure(
+                        "contract_violation",
+                        e.to_string(),
+                        &stderr,
+                    ))),
+                    Abort::Payload(e) => InstanceEnd::Returned(Err(sandbox_failure(
+                        "payload_too_large",
+                        e.clone(),
+                        &stderr,
+                    ))),
                     Abort::Journal(e) => InstanceEnd::HostError(e.to_string()),
                 };
             }
@@ -235,10 +251,19 @@ fn sandbox_failure(error_type: &str, message: String, stderr: &str) -> Failure {
     // A guest's panic message goes to stderr; its tail is what the user needs.
     let tail: String = {
         let trimmed = stderr.trim_end();
-        let start = trimmed.char_indices().rev().nth(2_000).map(|(i, _)| i).unwrap_or(0);
+        let start = trimmed
+            .char_indices()
+            .rev()
+            .nth(2_000)
+            .map(|(i, _)| i)
+            .unwrap_or(0);
         trimmed[start..].to_owned()
     };
-    let message = if tail.is_empty() { message } else { format!("{message}; stderr: {tail}") };
+    let message = if tail.is_empty() {
+        message
+    } else {
+        format!("{message}; stderr: {tail}")
+    };
     Failure::new(FailureKind::Sandbox, error_type, message).non_retryable()
 }
 
@@ -312,9 +337,10 @@ impl RunHost {
                     let namespace = self.run.namespace.clone();
                     let max_payload = self.inner.config.max_payload_bytes;
                     tokio::spawn(async move {
-                        let (result, attempts) =
-                            activity_task::run_with_retries(&executor, &*clock, &namespace, &name, &input, &options)
-                                .await;
+                        let (result, attempts) = activity_task::run_with_retries(
+                            &executor, &*clock, &namespace, &name, &input, &options,
+                        )
+                        .await;
                         let result = result.and_then(|output| {
                             if output.len() > max_payload {
                                 Err(Failure::new(
@@ -327,7 +353,13 @@ impl RunHost {
                                 Ok(output)
                             }
                         });
-                        let _ = outbox.send(RunMsg::ActivityDone { handle, result, attempts }).await;
+                        let _ = outbox
+                            .send(RunMsg::ActivityDone {
+                                handle,
+                                result,
+                                attempts,
+                            })
+                            .await;
                     });
                 }
                 Outstanding::Timer { handle, fire_at_ms } => {
@@ -384,7 +416,11 @@ impl RunHost {
     }
 
     /// Commits `events` (after everything queued before them) and waits until durable.
-    async fn commit(&mut self, events: Vec<Event>, status: Option<StatusChange>) -> Result<(), JournalError> {
+    async fn commit(
+        &mut self,
+        events: Vec<Event>,
+        status: Option<StatusChange>,
+    ) -> Result<(), JournalError> {
         let ticket = self
             .inner
             .journal
@@ -460,7 +496,10 @@ impl RunHost {
                 Err(Failure::new(
                     FailureKind::Sandbox,
                     "payload_too_large",
-                    format!("workflow output of {} bytes exceeds the limit of {limit}", output.len()),
+                    format!(
+                        "workflow output of {} bytes exceeds the limit of {limit}",
+                        output.len()
+                    ),
                 )
                 .non_retryable())
             } else {
@@ -470,11 +509,15 @@ impl RunHost {
         let now = self.inner.clock.now_ms();
         let (kind, status) = match result {
             Ok(output) => (
-                EventKind::RunCompleted { output: output.clone() },
+                EventKind::RunCompleted {
+                    output: output.clone(),
+                },
                 StatusChange::Completed { output },
             ),
             Err(failure) => (
-                EventKind::RunFailed { failure: failure.clone() },
+                EventKind::RunFailed {
+                    failure: failure.clone(),
+                },
                 StatusChange::Failed { failure },
             ),
         };
@@ -539,7 +582,11 @@ impl wit::Host for RunHost {
         self.issue(Command::StartTimer { duration_ms })
     }
 
-    async fn await_next(&mut self, handles: Vec<u32>, signals: Vec<String>) -> wasmtime::Result<wit::Event> {
+    async fn await_next(
+        &mut self,
+        handles: Vec<u32>,
+        signals: Vec<String>,
+    ) -> wasmtime::Result<wit::Event> {
         let handles: Vec<Handle> = handles.into_iter().map(Handle).collect();
         self.state.check_await(&handles, &signals).map_err(abort)?;
         loop {
@@ -548,14 +595,17 @@ impl wit::Host for RunHost {
                 self.new_activation = true;
                 return Ok(match event.kind {
                     EventKind::ActivityCompleted { handle, output, .. } => {
-                        wit::Event::ActivityCompleted(wit::ActivityCompleted { handle: handle.0, output })
-                    }
-                    EventKind::ActivityFailed { handle, failure, .. } => {
-                        wit::Event::ActivityFailed(wit::ActivityFailed {
+                        wit::Event::ActivityCompleted(wit::ActivityCompleted {
                             handle: handle.0,
-                            failure: failure_to_wit(failure),
+                            output,
                         })
                     }
+                    EventKind::ActivityFailed {
+                        handle, failure, ..
+                    } => wit::Event::ActivityFailed(wit::ActivityFailed {
+                        handle: handle.0,
+                        failure: failure_to_wit(failure),
+                    }),
                     EventKind::TimerFired { handle } => wit::Event::TimerFired(handle.0),
                     other => unreachable!("next_completion returned {}", other.type_name()),
                 });

@@ -28,6 +28,9 @@ use wasmtime::component::Linker;
 
 pub use replay::NonDeterminism;
 
+/// A workflow component linked and type-checked, ready to instantiate for a run.
+type RunPre = WorkflowPre<Sandbox<RunHost>>;
+
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     /// A guest that waits only on timers due further away than this is dropped from
@@ -106,7 +109,7 @@ pub(crate) struct Inner {
     activities: Arc<ActivityExecutor>,
     config: EngineConfig,
     linker: Linker<Sandbox<RunHost>>,
-    pres: Mutex<HashMap<(Namespace, ModuleHash), WorkflowPre<Sandbox<RunHost>>>>,
+    pres: Mutex<HashMap<(Namespace, ModuleHash), RunPre>>,
     /// Callers waiting for a run to close.
     waiters: Mutex<HashMap<RunId, Vec<oneshot::Sender<()>>>>,
 }
@@ -210,7 +213,8 @@ impl Engine {
 
     /// Starts a run; answers once the run is durably recorded.
     pub async fn start_workflow(&self, request: StartRequest) -> EngineResult<RunRecord> {
-        validate_name("workflow id", request.workflow_id.as_str()).map_err(EngineError::InvalidInput)?;
+        validate_name("workflow id", request.workflow_id.as_str())
+            .map_err(EngineError::InvalidInput)?;
         validate_name("workflow type", request.workflow_type.as_str())
             .map_err(EngineError::InvalidInput)?;
         self.check_payload(&request.input)?;
@@ -258,7 +262,7 @@ impl Engine {
         journal::commit(
             &*self.inner.journal,
             Write::CreateRun {
-                record: record.clone(),
+                record: Box::new(record.clone()),
                 started: started.clone(),
             },
         )
@@ -281,7 +285,11 @@ impl Engine {
     }
 
     /// The newest run of a workflow id.
-    pub async fn describe(&self, namespace: &Namespace, workflow_id: &WorkflowId) -> EngineResult<RunRecord> {
+    pub async fn describe(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+    ) -> EngineResult<RunRecord> {
         self.inner
             .journal
             .latest_run(namespace, workflow_id)
@@ -289,12 +297,20 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(format!("workflow {workflow_id}")))
     }
 
-    pub async fn history(&self, namespace: &Namespace, workflow_id: &WorkflowId) -> EngineResult<Vec<Event>> {
+    pub async fn history(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+    ) -> EngineResult<Vec<Event>> {
         let run = self.describe(namespace, workflow_id).await?;
         Ok(self.inner.journal.events(&run.run_id).await?)
     }
 
-    pub async fn list(&self, namespace: &Namespace, filter: &RunFilter) -> EngineResult<Vec<RunRecord>> {
+    pub async fn list(
+        &self,
+        namespace: &Namespace,
+        filter: &RunFilter,
+    ) -> EngineResult<Vec<RunRecord>> {
         Ok(self.inner.journal.list_runs(namespace, filter).await?)
     }
 
@@ -360,7 +376,7 @@ impl Inner {
         &self,
         namespace: &Namespace,
         hash: &ModuleHash,
-    ) -> anyhow::Result<WorkflowPre<Sandbox<RunHost>>> {
+    ) -> anyhow::Result<RunPre> {
         let key = (namespace.clone(), hash.clone());
         if let Some(pre) = self.pres.lock().ok().and_then(|p| p.get(&key).cloned()) {
             return Ok(pre);
@@ -370,7 +386,9 @@ impl Inner {
         let hash_owned = hash.clone();
         let component = tokio::task::spawn_blocking(move || {
             runtime.component(&hash_owned, || {
-                bytes.ok_or_else(|| anyhow::anyhow!("module {hash_owned} is missing from the journal"))
+                bytes.ok_or_else(|| {
+                    anyhow::anyhow!("module {hash_owned} is missing from the journal")
+                })
             })
         })
         .await??;

@@ -33,7 +33,11 @@ impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Command::ScheduleActivity { name, input, .. } => {
-                write!(f, "start-activity {name:?} with input {}", abbreviate(input))
+                write!(
+                    f,
+                    "start-activity {name:?} with input {}",
+                    abbreviate(input)
+                )
             }
             Command::StartTimer { duration_ms } => write!(f, "start-timer {duration_ms} ms"),
         }
@@ -170,7 +174,11 @@ impl RunState {
                 module_hash: module_hash.clone(),
                 start_ms: *recorded_at_ms,
             },
-            _ => return Err(MalformedHistory("it does not begin with run_started".into())),
+            _ => {
+                return Err(MalformedHistory(
+                    "it does not begin with run_started".into(),
+                ))
+            }
         };
         let mut state = Self {
             start,
@@ -269,7 +277,10 @@ impl RunState {
             let same = match (&journaled.kind, &command) {
                 (
                     EventKind::ActivityScheduled {
-                        name, input, options, ..
+                        name,
+                        input,
+                        options,
+                        ..
                     },
                     Command::ScheduleActivity {
                         name: n,
@@ -277,9 +288,10 @@ impl RunState {
                         options: o,
                     },
                 ) => name == n && input == i && options == o,
-                (EventKind::TimerStarted { duration_ms, .. }, Command::StartTimer { duration_ms: d }) => {
-                    duration_ms == d
-                }
+                (
+                    EventKind::TimerStarted { duration_ms, .. },
+                    Command::StartTimer { duration_ms: d },
+                ) => duration_ms == d,
                 _ => false,
             };
             if !same {
@@ -316,7 +328,10 @@ impl RunState {
 
     /// Appends a result or run-end event (not a command) and returns it for journaling.
     pub fn record(&mut self, kind: EventKind, now_ms: EpochMs) -> Event {
-        debug_assert!(kind.command_handle().is_none(), "commands go through issue()");
+        debug_assert!(
+            kind.command_handle().is_none(),
+            "commands go through issue()"
+        );
         self.append(kind, now_ms)
     }
 
@@ -332,7 +347,11 @@ impl RunState {
     }
 
     /// Checks the handles of an `await-next` call.
-    pub fn check_await(&self, handles: &[Handle], signals: &[String]) -> Result<(), ContractViolation> {
+    pub fn check_await(
+        &self,
+        handles: &[Handle],
+        signals: &[String],
+    ) -> Result<(), ContractViolation> {
         if handles.is_empty() && signals.is_empty() {
             return Err(ContractViolation::EmptyAwait);
         }
@@ -364,7 +383,9 @@ impl RunState {
                     .is_some_and(|h| handles.contains(&h))
         })?;
         cursor.consumed[position] = true;
-        while cursor.first_unconsumed < cursor.consumed.len() && cursor.consumed[cursor.first_unconsumed] {
+        while cursor.first_unconsumed < cursor.consumed.len()
+            && cursor.consumed[cursor.first_unconsumed]
+        {
             cursor.first_unconsumed += 1;
         }
         let event = self.events[self.completions[position]].clone();
@@ -486,7 +507,9 @@ mod tests {
         let delivered = replay.next_completion(&[Handle(1)]).unwrap();
         assert_eq!(delivered.seq, Seq(2));
         assert_eq!(replay.virtual_now_ms(), 1_005);
-        let Issued::New(timer) = replay.issue(Command::StartTimer { duration_ms: 50 }, 9_999).unwrap()
+        let Issued::New(timer) = replay
+            .issue(Command::StartTimer { duration_ms: 50 }, 9_999)
+            .unwrap()
         else {
             panic!("the timer is beyond the journal")
         };
@@ -503,13 +526,17 @@ mod tests {
     #[test]
     fn a_different_command_on_replay_names_seq_journaled_and_issued() {
         let mut live = RunState::new(vec![started()]).unwrap();
-        let Issued::New(first) = live.issue(activity("charge", "{\"amount\":5}"), 1).unwrap() else {
+        let Issued::New(first) = live.issue(activity("charge", "{\"amount\":5}"), 1).unwrap()
+        else {
             unreachable!()
         };
         let mut replay = RunState::new(vec![started(), first]).unwrap();
         let err = replay.issue(activity("refund", "{}"), 2).unwrap_err();
         assert_eq!(err.seq, Seq(1));
-        assert_eq!(err.journaled, "start-activity \"charge\" with input {\"amount\":5}");
+        assert_eq!(
+            err.journaled,
+            "start-activity \"charge\" with input {\"amount\":5}"
+        );
         assert_eq!(err.issued, "start-activity \"refund\" with input {}");
         assert!(err.to_string().contains("seq 1"));
     }
@@ -517,7 +544,10 @@ mod tests {
     #[test]
     fn returning_early_on_replay_is_non_determinism() {
         let mut live = RunState::new(vec![started()]).unwrap();
-        let Issued::New(first) = live.issue(Command::StartTimer { duration_ms: 5 }, 1).unwrap() else {
+        let Issued::New(first) = live
+            .issue(Command::StartTimer { duration_ms: 5 }, 1)
+            .unwrap()
+        else {
             unreachable!()
         };
         let replay = RunState::new(vec![started(), first]).unwrap();
@@ -539,13 +569,25 @@ mod tests {
                 10 + handle as u64,
             );
         }
-        assert_eq!(s.next_completion(&[Handle(1)]).unwrap().kind.completes(), Some(Handle(1)));
+        assert_eq!(
+            s.next_completion(&[Handle(1)]).unwrap().kind.completes(),
+            Some(Handle(1))
+        );
         assert_eq!(
             s.check_await(&[Handle(1)], &[]),
             Err(ContractViolation::AlreadyDelivered(Handle(1)))
         );
-        assert_eq!(s.next_completion(&[Handle(1), Handle(2)]).unwrap().kind.completes(), Some(Handle(2)));
-        assert_eq!(s.check_await(&[Handle(3)], &[]), Err(ContractViolation::UnknownHandle(Handle(3))));
+        assert_eq!(
+            s.next_completion(&[Handle(1), Handle(2)])
+                .unwrap()
+                .kind
+                .completes(),
+            Some(Handle(2))
+        );
+        assert_eq!(
+            s.check_await(&[Handle(3)], &[]),
+            Err(ContractViolation::UnknownHandle(Handle(3)))
+        );
         assert_eq!(s.check_await(&[], &[]), Err(ContractViolation::EmptyAwait));
     }
 
@@ -606,7 +648,11 @@ mod tests {
 
     /// Runs the script against `state`; when a result is missing, `world` completes
     /// one outstanding command (in an order drawn from `order`) and journals it.
-    fn run_script(state: &mut RunState, script: &[Step], order: &mut impl Iterator<Item = usize>) -> Trace {
+    fn run_script(
+        state: &mut RunState,
+        script: &[Step],
+        order: &mut impl Iterator<Item = usize>,
+    ) -> Trace {
         state.begin_instance();
         let mut trace = Trace::default();
         let mut open: Vec<Handle> = Vec::new();
@@ -621,7 +667,8 @@ mod tests {
                     if open.is_empty() {
                         continue;
                     }
-                    let mut handles: Vec<Handle> = picks.iter().map(|p| open[p % open.len()]).collect();
+                    let mut handles: Vec<Handle> =
+                        picks.iter().map(|p| open[p % open.len()]).collect();
                     handles.dedup();
                     let event = loop {
                         if let Some(event) = state.next_completion(&handles) {
@@ -630,12 +677,16 @@ mod tests {
                         let outstanding = state.outstanding();
                         let pick = &outstanding[order.next().unwrap_or(0) % outstanding.len()];
                         let kind = match pick {
-                            Outstanding::Activity { handle, input, .. } => EventKind::ActivityCompleted {
-                                handle: *handle,
-                                output: format!("{}:{}", handle, input.len()),
-                                attempts: 1,
-                            },
-                            Outstanding::Timer { handle, .. } => EventKind::TimerFired { handle: *handle },
+                            Outstanding::Activity { handle, input, .. } => {
+                                EventKind::ActivityCompleted {
+                                    handle: *handle,
+                                    output: format!("{}:{}", handle, input.len()),
+                                    attempts: 1,
+                                }
+                            }
+                            Outstanding::Timer { handle, .. } => {
+                                EventKind::TimerFired { handle: *handle }
+                            }
                         };
                         state.record(kind, clock);
                     };
@@ -647,7 +698,10 @@ mod tests {
                 }
             };
             trace.commands.push(command.clone());
-            match state.issue(command, clock).expect("a deterministic script never diverges") {
+            match state
+                .issue(command, clock)
+                .expect("a deterministic script never diverges")
+            {
                 Issued::Replayed(h) => open.push(h),
                 Issued::New(e) => open.push(e.kind.command_handle().unwrap()),
             }

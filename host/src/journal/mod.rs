@@ -103,9 +103,8 @@ impl EventKind {
     /// For command events, the handle they created.
     pub fn command_handle(&self) -> Option<Handle> {
         match self {
-            EventKind::ActivityScheduled { handle, .. } | EventKind::TimerStarted { handle, .. } => {
-                Some(*handle)
-            }
+            EventKind::ActivityScheduled { handle, .. }
+            | EventKind::TimerStarted { handle, .. } => Some(*handle),
             _ => None,
         }
     }
@@ -340,7 +339,7 @@ pub enum Write {
         bytes: Vec<u8>,
     },
     CreateRun {
-        record: RunRecord,
+        record: Box<RunRecord>,
         started: Event,
     },
     Append {
@@ -430,7 +429,10 @@ mod format_tests {
             maximum_attempts: 5,
         };
         let delays: Vec<_> = (2..=6).map(|n| policy.delay_before(n)).collect();
-        assert_eq!(delays, vec![Some(100), Some(300), Some(900), Some(1_000), None]);
+        assert_eq!(
+            delays,
+            vec![Some(100), Some(300), Some(900), Some(1_000), None]
+        );
         let unlimited = RetryPolicy {
             maximum_attempts: 0,
             ..policy

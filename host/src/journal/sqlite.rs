@@ -291,7 +291,12 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
         } => {
             insert_events(conn, run_id, events)?;
             if let Some(status) = status {
-                update_status(conn, run_id, status, events.last().map(|e| e.recorded_at_ms))?;
+                update_status(
+                    conn,
+                    run_id,
+                    status,
+                    events.last().map(|e| e.recorded_at_ms),
+                )?;
             }
         }
         Write::Repin {
@@ -384,9 +389,13 @@ fn update_status(
     at_ms: Option<EpochMs>,
 ) -> JournalResult<()> {
     let (status, output, failure, reason, closed) = match status {
-        StatusChange::Completed { output } => {
-            (RunStatus::Completed, Some(output.clone()), None, None, at_ms)
-        }
+        StatusChange::Completed { output } => (
+            RunStatus::Completed,
+            Some(output.clone()),
+            None,
+            None,
+            at_ms,
+        ),
         StatusChange::Failed { failure } => (
             RunStatus::Failed,
             None,
@@ -424,11 +433,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let status: String = row.get(5)?;
     let failure: Option<String> = row.get(8)?;
     let bad = |column: usize, what: String| {
-        rusqlite::Error::FromSqlConversionFailure(
-            column,
-            rusqlite::types::Type::Text,
-            what.into(),
-        )
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, what.into())
     };
     Ok(RunRecord {
         namespace: Namespace(row.get(0)?),
@@ -482,9 +487,11 @@ impl Journal for SqliteJournal {
     ) -> JournalResult<Option<ModuleRecord>> {
         let (ns, name) = (namespace.0.clone(), name.0.clone());
         self.read(move |c| {
-            c.prepare_cached(&format!("{MODULE_QUERY} WHERE t.namespace = ?1 AND t.name = ?2"))?
-                .query_row(params![ns, name], module_from_row)
-                .optional()
+            c.prepare_cached(&format!(
+                "{MODULE_QUERY} WHERE t.namespace = ?1 AND t.name = ?2"
+            ))?
+            .query_row(params![ns, name], module_from_row)
+            .optional()
         })
         .await
     }
@@ -506,9 +513,11 @@ impl Journal for SqliteJournal {
     async fn list_modules(&self, namespace: &Namespace) -> JournalResult<Vec<ModuleRecord>> {
         let ns = namespace.0.clone();
         self.read(move |c| {
-            c.prepare_cached(&format!("{MODULE_QUERY} WHERE t.namespace = ?1 ORDER BY t.name"))?
-                .query_map(params![ns], module_from_row)?
-                .collect()
+            c.prepare_cached(&format!(
+                "{MODULE_QUERY} WHERE t.namespace = ?1 ORDER BY t.name"
+            ))?
+            .query_map(params![ns], module_from_row)?
+            .collect()
         })
         .await
     }
@@ -633,7 +642,7 @@ mod tests {
             commit(
                 &journal,
                 Write::CreateRun {
-                    record: run_record("w", "r1"),
+                    record: Box::new(run_record("w", "r1")),
                     started: started(0),
                 },
             )
@@ -697,19 +706,19 @@ mod tests {
         // Queue all three before awaiting any, so they share one transaction.
         let a = journal
             .submit(Write::CreateRun {
-                record: run_record("w", "r1"),
+                record: Box::new(run_record("w", "r1")),
                 started: started(0),
             })
             .await;
         let b = journal
             .submit(Write::CreateRun {
-                record: run_record("w", "r2"),
+                record: Box::new(run_record("w", "r2")),
                 started: started(0),
             })
             .await;
         let c = journal
             .submit(Write::CreateRun {
-                record: run_record("other", "r3"),
+                record: Box::new(run_record("other", "r3")),
                 started: started(0),
             })
             .await;
@@ -730,7 +739,7 @@ mod tests {
         commit(
             &journal,
             Write::CreateRun {
-                record: run_record("w", "r1"),
+                record: Box::new(run_record("w", "r1")),
                 started: started(0),
             },
         )

@@ -199,10 +199,12 @@ impl Runtime {
                 imports: offenders,
             });
         }
-        let pre = linker.instantiate_pre(&component).map_err(|e| ModuleError::WrongWorld {
-            world: "spool:workflow/workflow@0.1.0",
-            reason: format!("{:#}", e),
-        })?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| ModuleError::WrongWorld {
+                world: "spool:workflow/workflow@0.1.0",
+                reason: format!("{:#}", e),
+            })?;
         bindings::WorkflowPre::new(pre).map_err(|e| ModuleError::WrongWorld {
             world: "spool:workflow/workflow@0.1.0",
             reason: format!("{:#}", e),
@@ -248,7 +250,9 @@ impl Runtime {
                 match component.serialize() {
                     Ok(bytes) => {
                         let tmp = path.with_extension("tmp");
-                        if let Err(e) = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &path)) {
+                        if let Err(e) =
+                            std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &path))
+                        {
                             tracing::warn!(error = %e, path = %path.display(), "could not cache compiled component");
                         }
                     }
@@ -294,7 +298,9 @@ impl Runtime {
         use std::hash::{Hash, Hasher};
         let dir = self.cache_dir.as_ref()?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         Some(dir.join(format!("{}-{:016x}.cwasm", hash, hasher.finish())))
     }
 
@@ -409,7 +415,10 @@ mod tests {
         let err = runtime.validate_activity(core).unwrap_err();
         assert!(err.to_string().contains("core WebAssembly module"), "{err}");
         let truncated = b"\0asm\x0d\0\x01\0\x01";
-        assert!(matches!(runtime.validate_activity(truncated), Err(ModuleError::Invalid(_))));
+        assert!(matches!(
+            runtime.validate_activity(truncated),
+            Err(ModuleError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -421,7 +430,10 @@ mod tests {
         let runtime = Runtime::new(limits, None).unwrap();
         assert_eq!(
             runtime.validate_activity(&[0; 11]).err(),
-            Some(ModuleError::TooLarge { size: 11, limit: 10 })
+            Some(ModuleError::TooLarge {
+                size: 11,
+                limit: 10
+            })
         );
     }
 }

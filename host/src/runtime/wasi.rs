@@ -72,7 +72,10 @@ impl wasmtime_wasi::HostMonotonicClock for VirtualMonotonicClock {
     }
 
     fn now(&self) -> u64 {
-        self.time.ms().saturating_sub(self.start_ms).saturating_mul(1_000_000)
+        self.time
+            .ms()
+            .saturating_sub(self.start_ms)
+            .saturating_mul(1_000_000)
     }
 }
 
@@ -145,7 +148,11 @@ pub struct CapturedOutput {
 
 /// Builds the WASI context of a workflow instance. The WASI generators get streams of
 /// their own, derived from the run's seed, so they never disturb `random-bytes`.
-pub fn deterministic_wasi(time: &VirtualTime, start_ms: u64, seed: u64) -> (WasiCtx, CapturedOutput) {
+pub fn deterministic_wasi(
+    time: &VirtualTime,
+    start_ms: u64,
+    seed: u64,
+) -> (WasiCtx, CapturedOutput) {
     let output = CapturedOutput {
         stdout: MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT),
         stderr: MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT),
@@ -195,7 +202,9 @@ where
     type T<H> = Sandbox<H>;
     wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<T<H>, HasIo>(l, |t| &mut t.table)?;
     wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<T<H>, HasIo>(l, |t| &mut t.table)?;
-    wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<T<H>, HasIo>(l, |t| &mut t.table)?;
+    wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<T<H>, HasIo>(l, |t| {
+        &mut t.table
+    })?;
     {
         use wasmtime_wasi::clocks::WasiClocksView as _;
         clocks::wall_clock::add_to_linker::<T<H>, WasiClocks>(l, T::<H>::clocks)?;
@@ -225,7 +234,9 @@ where
         filesystem::types::add_to_linker::<T<H>, WasiFilesystem>(l, T::<H>::filesystem)?;
         filesystem::preopens::add_to_linker::<T<H>, WasiFilesystem>(l, T::<H>::filesystem)?;
     }
-    super::bindings::spool::workflow::context::add_to_linker::<T<H>, HostOf<H>>(l, |t| &mut t.host)?;
+    super::bindings::spool::workflow::context::add_to_linker::<T<H>, HostOf<H>>(l, |t| {
+        &mut t.host
+    })?;
     Ok(linker)
 }
 
@@ -244,6 +255,9 @@ mod tests {
             let mut other = SeededRandom::new(43);
             (0..3).map(|_| other.next_u64()).collect::<Vec<_>>()
         });
-        assert_eq!(first[0], 1_546_998_764_402_558_742, "generator output changed");
+        assert_eq!(
+            first[0], 1_546_998_764_402_558_742,
+            "generator output changed"
+        );
     }
 }

@@ -91,29 +91,46 @@ impl Server {
     /// Runs a client command whose stdout is JSON.
     pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.cli_ok(args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("spool {args:?} printed non-JSON ({e}): {out}"))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("spool {args:?} printed non-JSON ({e}): {out}"))
     }
 
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join(format!("server-{}.log", self.starts - 1))).unwrap_or_default();
+        let log = std::fs::read_to_string(self.dir.join(format!("server-{}.log", self.starts - 1)))
+            .unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
-        format!("--- server log (tail) ---\n{}", lines[lines.len().saturating_sub(30)..].join("\n"))
+        format!(
+            "--- server log (tail) ---\n{}",
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        )
     }
 
     /// Polls the workflow's history until `pred` holds for its event types.
-    pub fn wait_for_history(&self, id: &str, timeout: Duration, pred: impl Fn(&[String]) -> bool) -> Vec<serde_json::Value> {
+    pub fn wait_for_history(
+        &self,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&[String]) -> bool,
+    ) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let out = self.cli(&["workflow", "history", "--id", id]);
             if out.status.success() {
                 let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
                 let events = history["events"].as_array().cloned().unwrap_or_default();
-                let types: Vec<String> = events.iter().map(|e| e["type"].as_str().unwrap_or("").to_owned()).collect();
+                let types: Vec<String> = events
+                    .iter()
+                    .map(|e| e["type"].as_str().unwrap_or("").to_owned())
+                    .collect();
                 if pred(&types) {
                     return events;
                 }
             }
-            assert!(Instant::now() < deadline, "history of {id} never matched\n{}", self.log_tail());
+            assert!(
+                Instant::now() < deadline,
+                "history of {id} never matched\n{}",
+                self.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -126,7 +143,8 @@ impl Drop for Server {
 }
 
 fn spawn(dir: &Path, extra: &[String], start: usize) -> (Child, String) {
-    let log = std::fs::File::create(dir.join(format!("server-{start}.log"))).expect("create server log");
+    let log =
+        std::fs::File::create(dir.join(format!("server-{start}.log"))).expect("create server log");
     let mut child = Command::new(spool_binary())
         .args(["server", "start-dev", "--port", "0", "--no-ui", "--db"])
         .arg(dir.join("spool.db"))
@@ -142,7 +160,11 @@ fn spawn(dir: &Path, extra: &[String], start: usize) -> (Child, String) {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if let Some(rest) = line.strip_prefix("spool: API listening on ") {
-                let address = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                let address = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
                 if let Some(tx) = tx.take() {
                     let _ = tx.send(address);
                 }
@@ -151,7 +173,12 @@ fn spawn(dir: &Path, extra: &[String], start: usize) -> (Child, String) {
     });
     let address = rx
         .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("server did not start; see {}", dir.join(format!("server-{start}.log")).display()));
+        .unwrap_or_else(|_| {
+            panic!(
+                "server did not start; see {}",
+                dir.join(format!("server-{start}.log")).display()
+            )
+        });
     (child, address)
 }
 
@@ -177,9 +204,14 @@ impl Sink {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}/email", listener.local_addr().unwrap());
-        let app = Router::new().route("/email", post(receive)).with_state(state.clone());
+        let app = Router::new()
+            .route("/email", post(receive))
+            .with_state(state.clone());
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 axum::serve(listener, app).await.unwrap();
@@ -200,19 +232,31 @@ impl Sink {
 
     /// How many requests with this `template` arrived.
     pub fn count(&self, template: &str) -> usize {
-        self.state.lock().unwrap().received.iter().filter(|b| b["template"] == template).count()
+        self.state
+            .lock()
+            .unwrap()
+            .received
+            .iter()
+            .filter(|b| b["template"] == template)
+            .count()
     }
 
     pub fn wait_for(&self, template: &str, n: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while self.count(template) < n {
-            assert!(Instant::now() < deadline, "sink never saw {n} {template:?} requests");
+            assert!(
+                Instant::now() < deadline,
+                "sink never saw {n} {template:?} requests"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
 
-async fn receive(State(state): State<Arc<Mutex<SinkState>>>, Json(body): Json<serde_json::Value>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+async fn receive(
+    State(state): State<Arc<Mutex<SinkState>>>,
+    Json(body): Json<serde_json::Value>,
+) -> (axum::http::StatusCode, Json<serde_json::Value>) {
     let (fail, hold) = {
         let mut s = state.lock().unwrap();
         s.received.push(body.clone());
@@ -220,16 +264,26 @@ async fn receive(State(state): State<Arc<Mutex<SinkState>>>, Json(body): Json<se
         if fail {
             s.fail_first -= 1;
         }
-        let hold = s.hold.as_ref().filter(|(t, _)| body["template"] == *t).map(|(_, d)| *d);
+        let hold = s
+            .hold
+            .as_ref()
+            .filter(|(t, _)| body["template"] == *t)
+            .map(|(_, d)| *d);
         (fail, hold)
     };
     if fail {
-        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": "try later"})));
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "try later"})),
+        );
     }
     if let Some(delay) = hold {
         tokio::time::sleep(delay).await;
     }
-    (axum::http::StatusCode::OK, Json(serde_json::json!({"sent": true})))
+    (
+        axum::http::StatusCode::OK,
+        Json(serde_json::json!({"sent": true})),
+    )
 }
 
 pub fn tempdir() -> tempfile::TempDir {

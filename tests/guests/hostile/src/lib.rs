@@ -5,7 +5,8 @@
 //! - `memory`: allocates and touches 16 MiB chunks until allocation fails (memory cap);
 //! - `recursion`: recurses without bound (stack limit);
 //! - `trap`: panics with "boom";
-//! - `huge-output`: returns a 3 MiB string (over the host's 2 MiB output limit);
+//! - `huge-output`: returns a 3 MiB string (over the host's 2 MiB output limit;
+//!   `"output_bytes": N` sets another size);
 //! - `ok`: returns "fine".
 
 use std::hint::black_box;
@@ -16,13 +17,13 @@ use spool_sdk::{Context, WorkflowError};
 #[derive(Deserialize)]
 struct Input {
     mode: String,
-    /// Size of the `huge-output` string; default 64 MiB.
+    /// Size of the `huge-output` string; default 3 MiB.
     #[serde(default = "default_output_bytes")]
     output_bytes: usize,
 }
 
 fn default_output_bytes() -> usize {
-    64 * 1024 * 1024
+    3 * 1024 * 1024
 }
 
 fn hostile(_ctx: &Context, input: Input) -> Result<String, WorkflowError> {
@@ -31,8 +32,8 @@ fn hostile(_ctx: &Context, input: Input) -> Result<String, WorkflowError> {
         "memory" => exhaust_memory(),
         "recursion" => Ok(recurse(0, black_box(u64::MAX)).to_string()),
         "trap" => panic!("boom"),
-        // The SDK encodes it into a buffer of about 1.1 x its size, so this needs some 140 MiB.
-        "huge-output" => Ok("x".repeat(3 * 1024 * 1024)),
+        // The SDK encodes it into a buffer of about 1.1 x its size: some 2.1 x in all.
+        "huge-output" => Ok("x".repeat(input.output_bytes)),
         "ok" => Ok("fine".to_owned()),
         other => Err(
             WorkflowError::new("unknown_mode", format!("unknown mode `{other}`")).non_retryable(),
