@@ -1,5 +1,5 @@
-//! A minimal read-only web UI: the newest runs of the default namespace, refreshed every
-//! few seconds, each linking to its JSON history in the API.
+//! A minimal read-only web UI: the newest runs of the default namespace with their
+//! status and result, refreshed every few seconds.
 
 use crate::engine::Engine;
 use crate::ids::Namespace;

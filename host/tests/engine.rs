@@ -9,7 +9,7 @@ use spool::clock::{Clock, ManualClock};
 use spool::engine::{Engine, EngineConfig, StartRequest};
 use spool::ids::{Namespace, TypeName, WorkflowId};
 use spool::journal::sqlite::SqliteJournal;
-use spool::journal::{EventKind, Journal, ModuleKind, RunStatus};
+use spool::journal::{self, EventKind, Journal, ModuleKind, RunStatus, Write};
 use spool::runtime::{Runtime, SandboxLimits};
 use std::path::Path;
 use std::sync::Arc;
@@ -114,6 +114,16 @@ impl Host {
         );
     }
 
+    fn wait_for_status(&self, id: &str, status: RunStatus) {
+        for _ in 0..1_000 {
+            if self.run(id).status == status {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{id} never became {status:?}: {:?}", self.run(id));
+    }
+
     fn crash(self) {
         self.rt.shutdown_background();
     }
@@ -169,28 +179,24 @@ fn a_changed_module_is_detected_as_non_determinism_and_the_run_stays_resumable()
     let host = Host::start(&db, &clock, None);
     let original = host.upload("steps", "steps");
     let changed = host.upload("steps-changed", "steps-changed");
-    let run = host.start_run(
-        "steps",
-        "nd",
-        r#"{"steps": 2, "mode": "sequential", "sleep_ms": 60000}"#,
-    );
+    let input = r#"{"steps": 2, "mode": "sequential", "sleep_ms": 60000}"#;
+    let run = host.start_run("steps", "nd", input);
     host.wait_until("nd", "timer started", |e| has_type(e, "timer_started"));
-    // The deliberate override of pinning: point the open run at the changed module.
+    // Simulate a deploy that swapped the module under the running workflow (pinning
+    // prevents this through the API, so go to the journal directly).
+    let swap = Write::Repin {
+        run_id: run.run_id.clone(),
+        module_hash: changed,
+    };
     host.rt
-        .block_on(host.engine.repin(&run.run_id, &changed))
+        .block_on(journal::commit(&**host.engine.journal(), swap))
         .unwrap();
     host.crash();
 
     let host = Host::start(&db, &clock, None);
     host.recover();
-    for _ in 0..500 {
-        if host.run("nd").status == RunStatus::Blocked {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    host.wait_for_status("nd", RunStatus::Blocked);
     let blocked = host.run("nd");
-    assert_eq!(blocked.status, RunStatus::Blocked);
     let reason = blocked.blocked_reason.unwrap();
     assert!(
         reason.contains("non-determinism at event seq 1"),
@@ -206,14 +212,16 @@ fn a_changed_module_is_detected_as_non_determinism_and_the_run_stays_resumable()
     );
     // Nothing was appended by the diverging replay.
     assert_eq!(host.events("nd").len(), 2);
-    host.rt
-        .block_on(host.engine.repin(&run.run_id, &original))
-        .unwrap();
-    host.crash();
 
-    // With the right module the blocked run resumes and completes.
-    let host = Host::start(&db, &clock, None);
-    assert_eq!(host.recover(), 1);
+    // Repinned to the right module, the blocked run resumes at once and completes.
+    let ns = Namespace::default_namespace();
+    let resumed = host
+        .rt
+        .block_on(host.engine.repin(&ns, &WorkflowId("nd".into()), &original))
+        .unwrap();
+    assert_eq!(resumed.module_hash, original);
+    host.wait_for_status("nd", RunStatus::Running);
+    assert_eq!(host.run("nd").blocked_reason, None);
     clock.advance(Duration::from_secs(120));
     host.wait_until("nd", "timer fired", |e| has_type(e, "timer_fired"));
     clock.advance(Duration::from_secs(120));

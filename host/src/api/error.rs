@@ -26,18 +26,6 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_argument", message)
     }
 
-    pub fn from_body_rejection(status: StatusCode, text: String, limit: usize) -> Self {
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::new(
-                status,
-                "payload_too_large",
-                format!("the request body exceeds {limit} bytes"),
-            )
-        } else {
-            Self::invalid(text)
-        }
-    }
-
     pub fn from_json_rejection(e: axum::extract::rejection::JsonRejection, limit: usize) -> Self {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(

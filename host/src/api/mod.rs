@@ -10,7 +10,7 @@ mod views;
 pub use error::ApiError;
 
 use crate::engine::{Engine, StartRequest};
-use crate::ids::{Namespace, TypeName, WorkflowId};
+use crate::ids::{ModuleHash, Namespace, TypeName, WorkflowId};
 use crate::journal::{ModuleKind, RunFilter, RunStatus};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
@@ -60,8 +60,19 @@ pub fn router(state: ApiState) -> Router {
             &format!("{ns}/workflows/{{id}}/history"),
             get(workflow_history),
         )
+        .route(
+            &format!("{ns}/workflows/{{id}}/repin"),
+            post(repin_workflow),
+        )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
         })
         .with_state(state)
 }
@@ -99,7 +110,15 @@ async fn upload_module(
         })?,
     };
     let bytes = body.map_err(|e| {
-        ApiError::from_body_rejection(e.status(), e.body_text(), state.max_module_bytes)
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                e.status(),
+                "module_too_large",
+                format!("the module exceeds {} bytes", state.max_module_bytes),
+            )
+        } else {
+            ApiError::invalid(e.body_text())
+        }
     })?;
     let record = state
         .engine
@@ -228,4 +247,32 @@ async fn workflow_history(
         .await?;
     let events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
     Ok(Json(serde_json::json!({ "events": events })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepinBody {
+    module_hash: String,
+}
+
+async fn repin_workflow(
+    State(state): State<ApiState>,
+    Path((ns, id)): Path<(String, String)>,
+    body: Result<Json<RepinBody>, JsonRejection>,
+) -> Result<Json<RunView>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
+    if body.module_hash.len() != 64 || !body.module_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::invalid(
+            "module_hash must be 64 hex digits (as printed by `spool module upload`)",
+        ));
+    }
+    let run = state
+        .engine
+        .repin(
+            &namespace(ns)?,
+            &workflow_id(id)?,
+            &ModuleHash(body.module_hash.to_ascii_lowercase()),
+        )
+        .await?;
+    Ok(Json(RunView::from(run)))
 }

@@ -119,12 +119,24 @@ impl Client {
                 .get(self.url(&format!("/workflows/{id}/result")))
                 .query(&[("wait_secs", wait)]);
             let run = self.send(request).await?;
-            let open = matches!(run["status"].as_str(), Some("running") | Some("blocked"));
+            // A blocked run waits for an operator (a fixed module and a repin), not
+            // for time: report it instead of waiting.
+            let open = run["status"] == "running";
             let expired = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
             if !open || expired {
                 return Ok(run);
             }
         }
+    }
+
+    pub async fn repin(&self, id: &str, module_hash: &str) -> Result<Value, ClientError> {
+        let body = serde_json::json!({ "module_hash": module_hash });
+        self.send(
+            self.http
+                .post(self.url(&format!("/workflows/{id}/repin")))
+                .json(&body),
+        )
+        .await
     }
 
     pub async fn describe(&self, id: &str) -> Result<Value, ClientError> {

@@ -130,6 +130,14 @@ enum WorkflowCommand {
         #[arg(long)]
         id: String,
     },
+    /// Resume a blocked run (stopped by non-determinism) with another module: the
+    /// deliberate override of pinning. Upload the fixed module first; pass its hash.
+    Repin {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        module_hash: String,
+    },
     /// Print a workflow's events as JSON.
     History {
         #[arg(long)]
@@ -300,7 +308,7 @@ async fn workflow_command(
                     );
                     return Ok(ExitCode::FAILURE);
                 }
-                Some("blocked") if timeout.is_some() => {
+                Some("blocked") => {
                     eprintln!(
                         "workflow {id} is blocked: {}",
                         run["blocked_reason"].as_str().unwrap_or("?")
@@ -318,6 +326,13 @@ async fn workflow_command(
         }
         WorkflowCommand::Describe { id } => print_json(&client.describe(&id).await?),
         WorkflowCommand::History { id } => print_json(&client.history(&id).await?),
+        WorkflowCommand::Repin { id, module_hash } => {
+            let run = client.repin(&id, &module_hash).await?;
+            println!(
+                "workflow {id} resumed with module {}",
+                run["module_hash"].as_str().unwrap_or("?")
+            );
+        }
         WorkflowCommand::List {
             status,
             workflow_type,

@@ -12,7 +12,7 @@ use super::Inner;
 use crate::ids::{Handle, RunId};
 use crate::journal::{
     ActivityOptions, CommitTicket, Event, EventKind, Failure, FailureKind, JournalError,
-    RetryPolicy, RunRecord, StatusChange, Write,
+    RetryPolicy, RunRecord, RunStatus, StatusChange, Write,
 };
 use crate::runtime::bindings::spool::workflow::context as wit;
 use crate::runtime::wasi::{deterministic_wasi, CapturedOutput, SeededRandom, VirtualTime};
@@ -118,33 +118,54 @@ pub(super) async fn drive(inner: Arc<Inner>, run: RunRecord, events: Vec<Event>)
         unconfirmed: Vec::new(),
         new_activation: false,
     };
+    if host.run.status == RunStatus::Blocked {
+        // Resuming a blocked run (after a restart or a repin): it is running again until
+        // replay shows otherwise.
+        if let Err(e) = host.commit(Vec::new(), Some(StatusChange::Running)).await {
+            tracing::error!(run = %run_id, error = %e, "cannot resume blocked run");
+            return;
+        }
+    }
     // Whatever was started before a restart and has no result yet is started again.
     let outstanding = host.state.outstanding();
     host.start_effects(outstanding);
+    let mut backoff = HOST_ERROR_BACKOFF_INITIAL;
     loop {
         let (end, returned) = run_instance(host).await;
         host = returned;
         let outcome = match end {
             InstanceEnd::Evicted => {
                 tracing::debug!(run = %run_id, "evicted while waiting");
-                match host.receive().await {
-                    Ok(()) => continue,
-                    Err(e) => Err(e.to_string()),
-                }
+                host.receive().await.map_err(|e| e.to_string())
             }
-            InstanceEnd::Returned(result) => host.finish(result).await.map_err(|e| e.to_string()),
+            InstanceEnd::Returned(result) => match host.finish(result).await {
+                Ok(()) => return,
+                Err(e) => Err(e.to_string()),
+            },
             InstanceEnd::NonDeterminism(e) => {
                 tracing::error!(run = %run_id, error = %e, "run blocked");
-                host.block(e).await.map_err(|e| e.to_string())
+                if let Err(e) = host.block(e).await {
+                    tracing::error!(run = %run_id, error = %e, "cannot record that the run is blocked");
+                }
+                return;
             }
             InstanceEnd::HostError(e) => Err(e),
         };
-        if let Err(e) = outcome {
-            tracing::error!(run = %run_id, error = %e, "run stopped; it resumes when the server restarts");
+        match outcome {
+            Ok(()) => backoff = HOST_ERROR_BACKOFF_INITIAL,
+            Err(e) => {
+                // Storage trouble or a missing module: nothing the guest did. Try again
+                // later; the journal is intact, so replay picks up where it stopped.
+                tracing::error!(run = %run_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "run interrupted by a host error");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(HOST_ERROR_BACKOFF_MAX);
+            }
         }
-        return;
     }
 }
+
+const HOST_ERROR_BACKOFF_INITIAL: std::time::Duration = std::time::Duration::from_millis(500);
+const HOST_ERROR_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Builds a guest instance, replays it against the journal and lets it run until it
 /// returns or stops; hands the host state back either way.
@@ -247,6 +268,33 @@ fn describe_trap(error: &wasmtime::Error) -> (&'static str, String) {
     }
 }
 
+/// Payloads are JSON of bounded size; anything else fails the activity or run.
+fn check_output(
+    what: &str,
+    output: String,
+    limit: usize,
+    kind: FailureKind,
+) -> Result<String, Failure> {
+    if output.len() > limit {
+        return Err(Failure::new(
+            kind,
+            "payload_too_large",
+            format!(
+                "{what} of {} bytes exceeds the limit of {limit}",
+                output.len()
+            ),
+        )
+        .non_retryable());
+    }
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&output) {
+        return Err(
+            Failure::new(kind, "invalid_output", format!("{what} is not JSON: {e}"))
+                .non_retryable(),
+        );
+    }
+    Ok(output)
+}
+
 fn sandbox_failure(error_type: &str, message: String, stderr: &str) -> Failure {
     // A guest's panic message goes to stderr; its tail is what the user needs.
     let tail: String = {
@@ -342,16 +390,12 @@ impl RunHost {
                         )
                         .await;
                         let result = result.and_then(|output| {
-                            if output.len() > max_payload {
-                                Err(Failure::new(
-                                    FailureKind::Application,
-                                    "payload_too_large",
-                                    format!("activity output of {} bytes exceeds the limit of {max_payload}", output.len()),
-                                )
-                                .non_retryable())
-                            } else {
-                                Ok(output)
-                            }
+                            check_output(
+                                "activity output",
+                                output,
+                                max_payload,
+                                FailureKind::Application,
+                            )
                         });
                         let _ = outbox
                             .send(RunMsg::ActivityDone {
@@ -490,21 +534,9 @@ impl RunHost {
     }
 
     async fn finish(&mut self, result: Result<String, Failure>) -> Result<(), JournalError> {
+        let limit = self.inner.config.max_payload_bytes;
         let result = result.and_then(|output| {
-            let limit = self.inner.config.max_payload_bytes;
-            if output.len() > limit {
-                Err(Failure::new(
-                    FailureKind::Sandbox,
-                    "payload_too_large",
-                    format!(
-                        "workflow output of {} bytes exceeds the limit of {limit}",
-                        output.len()
-                    ),
-                )
-                .non_retryable())
-            } else {
-                Ok(output)
-            }
+            check_output("workflow output", output, limit, FailureKind::Sandbox)
         });
         let now = self.inner.clock.now_ms();
         let (kind, status) = match result {

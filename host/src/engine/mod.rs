@@ -342,18 +342,52 @@ impl Engine {
         }
     }
 
-    /// Points an open run at another module of its type: the deliberate override of
-    /// pinning, for resuming a blocked run with a fixed module. Takes effect on restart.
-    pub async fn repin(&self, run_id: &RunId, module_hash: &ModuleHash) -> EngineResult<()> {
+    /// Points a blocked run at another workflow module and resumes it at once: the
+    /// deliberate override of pinning, for a run stopped by non-determinism after its
+    /// module was fixed. The module must be uploaded (any name) in the same namespace.
+    pub async fn repin(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+        module_hash: &ModuleHash,
+    ) -> EngineResult<RunRecord> {
+        let run = self.describe(namespace, workflow_id).await?;
+        if run.status != RunStatus::Blocked {
+            return Err(EngineError::InvalidInput(format!(
+                "workflow {workflow_id} is {}; only a blocked run can be repinned",
+                run.status.as_str()
+            )));
+        }
+        if self
+            .inner
+            .journal
+            .module_bytes(namespace, module_hash)
+            .await?
+            .is_none()
+        {
+            return Err(EngineError::NotFound(format!("module {module_hash}")));
+        }
+        self.inner
+            .workflow_pre(namespace, module_hash)
+            .await
+            .map_err(|e| {
+                EngineError::InvalidInput(format!("module {module_hash} is not a workflow: {e:#}"))
+            })?;
         journal::commit(
             &*self.inner.journal,
             Write::Repin {
-                run_id: run_id.clone(),
+                run_id: run.run_id.clone(),
                 module_hash: module_hash.clone(),
             },
         )
         .await?;
-        Ok(())
+        let run = RunRecord {
+            module_hash: module_hash.clone(),
+            ..run
+        };
+        let events = self.inner.journal.events(&run.run_id).await?;
+        self.spawn_driver(run.clone(), events);
+        Ok(run)
     }
 }
 

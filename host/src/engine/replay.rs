@@ -82,6 +82,8 @@ pub struct NonDeterminism {
 pub enum ContractViolation {
     #[error("await-next was called with no handles and no signals")]
     EmptyAwait,
+    #[error("await-next was called with signals only; this host does not deliver signals yet, so the run would wait forever")]
+    SignalsUnsupported,
     #[error("await-next was called with handle {0}, which the workflow never created")]
     UnknownHandle(Handle),
     #[error("await-next was called with handle {0}, whose result was already delivered")]
@@ -355,6 +357,9 @@ impl RunState {
         if handles.is_empty() && signals.is_empty() {
             return Err(ContractViolation::EmptyAwait);
         }
+        if handles.is_empty() {
+            return Err(ContractViolation::SignalsUnsupported);
+        }
         for &handle in handles {
             if handle.0 == 0 || handle.0 as usize > self.cursor.commands_issued {
                 return Err(ContractViolation::UnknownHandle(handle));
@@ -589,6 +594,10 @@ mod tests {
             Err(ContractViolation::UnknownHandle(Handle(3)))
         );
         assert_eq!(s.check_await(&[], &[]), Err(ContractViolation::EmptyAwait));
+        assert_eq!(
+            s.check_await(&[], &["approve".into()]),
+            Err(ContractViolation::SignalsUnsupported)
+        );
     }
 
     #[test]

@@ -101,7 +101,6 @@ fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
 }
 
@@ -388,6 +387,22 @@ fn update_status(
     status: &StatusChange,
     at_ms: Option<EpochMs>,
 ) -> JournalResult<()> {
+    if matches!(
+        status,
+        StatusChange::Completed { .. } | StatusChange::Failed { .. }
+    ) {
+        // A closed run waits for nothing: timers it never awaited are dropped and
+        // activities it never started are marked abandoned.
+        let run = run_id.as_str();
+        conn.prepare_cached("DELETE FROM timers WHERE run_id = ?1")
+            .and_then(|mut s| s.execute(params![run]))
+            .map_err(storage)?;
+        conn.prepare_cached(
+            "UPDATE activity_tasks SET status = 'abandoned' WHERE run_id = ?1 AND status = 'scheduled'",
+        )
+        .and_then(|mut s| s.execute(params![run]))
+        .map_err(storage)?;
+    }
     let (status, output, failure, reason, closed) = match status {
         StatusChange::Completed { output } => (
             RunStatus::Completed,

@@ -334,15 +334,15 @@ impl Runtime {
         let _ = store.set_fuel(fuel);
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
-        // Each return from the host gives the guest a fresh wall-clock deadline (time spent
-        // waiting in the host does not count), and a fresh fuel budget when the host
-        // delivered an event, i.e. a new activation began.
+        // When the host delivers an event a new activation begins: the guest gets a fresh
+        // fuel budget and a fresh wall-clock deadline (time spent waiting in the host for
+        // the event does not count against either).
         store.call_hook(move |mut ctx, hook| {
-            if matches!(hook, wasmtime::CallHook::ReturningFromHost) {
+            if matches!(hook, wasmtime::CallHook::ReturningFromHost)
+                && ctx.data_mut().host.take_new_activation()
+            {
                 ctx.set_epoch_deadline(ticks);
-                if ctx.data_mut().host.take_new_activation() {
-                    ctx.set_fuel(fuel)?;
-                }
+                ctx.set_fuel(fuel)?;
             }
             Ok(())
         });
