@@ -8,7 +8,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 # Cargo package names; each builds target/wasm32-wasip2/release/<name with _>.wasm.
-guests=(onboarding hostile sockets steps steps-changed http-activity)
+guests=(onboarding hostile sockets steps steps-changed http-activity relay)
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2 >/dev/null
@@ -18,7 +18,8 @@ packages=()
 for guest in "${guests[@]}"; do
     packages+=(-p "$guest")
 done
-cargo build --release --target wasm32-wasip2 "${packages[@]}"
+# Debug info is stripped: it would triple the components' size for nothing.
+CARGO_PROFILE_RELEASE_STRIP=debuginfo cargo build --release --target wasm32-wasip2 "${packages[@]}"
 
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 out="$target_dir/guests"

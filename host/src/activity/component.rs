@@ -3,11 +3,15 @@
 //! a fresh instance with memory limits; the attempt's time bound is the engine's
 //! start-to-close timeout.
 
-use super::{ActivityExecutor, HttpAllowList};
-use crate::journal::{Failure, FailureKind, ModuleRecord};
+use super::HttpAllowList;
+use crate::ids::{ModuleHash, Namespace};
+use crate::journal::{Failure, FailureKind, Journal, ModuleRecord};
 use crate::runtime::activity_bindings::ActivityPre;
-use std::sync::Arc;
-use wasmtime::component::{Linker, ResourceTable};
+use crate::runtime::{ModuleError, Runtime};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
@@ -15,8 +19,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 /// Fuel for one activity attempt. Activities are bounded by time, not determinism; this
 /// only keeps a runaway attempt from holding a thread forever between timeout checks.
 const ACTIVITY_FUEL: u64 = 50_000_000_000;
+const WORLD: &str = "spool:activity/activity@0.1.0";
 
-struct ActivityState {
+pub(super) struct ActivityState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: AllowListHooks,
@@ -43,128 +48,176 @@ impl WasiHttpView for ActivityState {
     }
 }
 
+/// Sends a component's outgoing requests only to hosts on the allow-list.
 struct AllowListHooks {
     allow: Arc<HttpAllowList>,
 }
+
+type HttpResult<T> = Result<T, wasmtime_wasi_http::Error>;
+type IoFuture = Box<dyn Future<Output = HttpResult<()>> + Send>;
 
 impl WasiHttpHooks for AllowListHooks {
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
         options: Option<wasmtime_wasi_http::RequestOptions>,
-        fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+        fut: IoFuture,
     ) -> Box<
-        dyn std::future::Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<
-                            dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
-                                + Send,
-                        >,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
+        dyn Future<Output = HttpResult<(http::Response<wasmtime_wasi_http::WasiBody>, IoFuture)>>
+            + Send,
     > {
         let uri = request.uri();
-        let port = uri.port_u16().or_else(|| match uri.scheme_str() {
+        let port = uri.port_u16().or(match uri.scheme_str() {
             Some("http") => Some(80),
             Some("https") => Some(443),
             _ => None,
         });
-        let allowed = uri.host().is_some_and(|host| self.allow.allows(host, port));
-        if !allowed {
+        if !uri.host().is_some_and(|host| self.allow.allows(host, port)) {
             tracing::warn!(uri = %uri, "activity component's HTTP request denied by the allow-list");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        let _ = fut;
+        drop(fut);
         Box::new(async move {
             use http_body_util::BodyExt;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+                Box::new(io) as IoFuture,
             ))
         })
     }
 }
 
-fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<ActivityState>> {
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    Ok(linker)
+/// The activity linker (built once) and the instantiation templates of the activity
+/// components in use.
+pub(super) struct Components {
+    linker: Linker<ActivityState>,
+    pres: Mutex<HashMap<(Namespace, ModuleHash), ActivityPre<ActivityState>>>,
 }
 
-pub(super) async fn execute(
-    executor: &ActivityExecutor,
-    module: &ModuleRecord,
-    input: &str,
-) -> Result<String, Failure> {
-    let internal = |e: String| Failure::new(FailureKind::Application, "activity_host_error", e);
-    let bytes = executor
-        .journal
-        .module_bytes(&module.namespace, &module.hash)
-        .await
-        .map_err(|e| internal(e.to_string()))?;
-    let runtime = executor.runtime.clone();
-    let hash = module.hash.clone();
-    let component = tokio::task::spawn_blocking(move || {
-        runtime.component(&hash, || {
-            bytes.ok_or_else(|| anyhow::anyhow!("module bytes missing"))
+impl Components {
+    pub(super) fn new(engine: &wasmtime::Engine) -> anyhow::Result<Self> {
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)?;
+        Ok(Self {
+            linker,
+            pres: Mutex::new(HashMap::new()),
         })
-    })
-    .await
-    .map_err(|e| internal(e.to_string()))?
-    .map_err(|e| internal(format!("{e:#}")))?;
-    let engine = executor.runtime.engine();
-    let pre = linker(engine)
-        .and_then(|l| l.instantiate_pre(&component))
-        .and_then(ActivityPre::new)
-        .map_err(|e| internal(format!("{e:#}")))?;
-    let limits = executor.runtime.limits();
-    let mut store = Store::new(
-        engine,
-        ActivityState {
-            wasi: WasiCtx::builder().inherit_stderr().build(),
-            http: WasiHttpCtx::new(),
-            hooks: AllowListHooks {
-                allow: executor.allow.clone(),
-            },
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.max_memory_bytes)
-                .table_elements(limits.max_table_elements)
-                .trap_on_grow_failure(true)
-                .build(),
-        },
-    );
-    store.limiter(|s| &mut s.limits);
-    let _ = store.set_fuel(ACTIVITY_FUEL);
-    // The activity's bound is the engine's start-to-close timeout; the epoch only
-    // yields so a long computation does not starve other tasks.
-    store.epoch_deadline_async_yield_and_update(1);
-    store.set_epoch_deadline(1);
-    let outcome = async {
-        let instance = pre.instantiate_async(&mut store).await?;
-        instance.call_execute(&mut store, input).await
     }
-    .await;
-    match outcome {
-        Ok(Ok(output)) => Ok(output),
-        Ok(Err(e)) => {
-            let failure = Failure::new(FailureKind::Application, &e.error_type, e.message);
-            Err(if e.non_retryable {
-                failure.non_retryable()
-            } else {
-                failure
-            })
+
+    /// Compiles and type-checks an activity component for upload.
+    pub(super) fn validate(
+        &self,
+        runtime: &Runtime,
+        bytes: &[u8],
+    ) -> Result<Component, ModuleError> {
+        let component = runtime.compile_checked(bytes)?;
+        let wrong_world = |e: wasmtime::Error| ModuleError::WrongWorld {
+            world: WORLD,
+            reason: format!("{e:#}"),
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        ActivityPre::new(pre).map_err(wrong_world)?;
+        Ok(component)
+    }
+
+    async fn pre(
+        &self,
+        journal: &dyn Journal,
+        runtime: &Arc<Runtime>,
+        module: &ModuleRecord,
+    ) -> Result<ActivityPre<ActivityState>, String> {
+        let key = (module.namespace.clone(), module.hash.clone());
+        if let Some(pre) = self.pres.lock().ok().and_then(|p| p.get(&key).cloned()) {
+            return Ok(pre);
         }
-        Err(trap) => Err(Failure::new(
-            FailureKind::Application,
-            "activity_trap",
-            format!("the activity component trapped: {:#}", trap),
-        )),
+        let bytes = journal
+            .module_bytes(&module.namespace, &module.hash)
+            .await
+            .map_err(|e| e.to_string())?;
+        let runtime = runtime.clone();
+        let hash = module.hash.clone();
+        let component = tokio::task::spawn_blocking(move || {
+            runtime.component(&hash, || {
+                bytes.ok_or_else(|| anyhow::anyhow!("module {hash} is missing"))
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(ActivityPre::new)
+            .map_err(|e| format!("{e:#}"))?;
+        if let Ok(mut pres) = self.pres.lock() {
+            pres.insert(key, pre.clone());
+        }
+        Ok(pre)
+    }
+
+    /// Runs one attempt of an activity component.
+    pub(super) async fn execute(
+        &self,
+        journal: &dyn Journal,
+        runtime: &Arc<Runtime>,
+        allow: &Arc<HttpAllowList>,
+        module: &ModuleRecord,
+        input: &str,
+    ) -> Result<String, Failure> {
+        let pre = self
+            .pre(journal, runtime, module)
+            .await
+            .map_err(|e| Failure::new(FailureKind::Application, "activity_host_error", e))?;
+        let limits = runtime.limits();
+        let mut store = Store::new(
+            runtime.engine(),
+            ActivityState {
+                wasi: WasiCtx::builder().inherit_stderr().build(),
+                http: WasiHttpCtx::new(),
+                hooks: AllowListHooks {
+                    allow: allow.clone(),
+                },
+                table: ResourceTable::new(),
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(limits.max_memory_bytes)
+                    .table_elements(limits.max_table_elements)
+                    .trap_on_grow_failure(true)
+                    .build(),
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        // Fuel is enabled engine-wide; `set_fuel` cannot fail here.
+        let _ = store.set_fuel(ACTIVITY_FUEL);
+        // The attempt's bound is the engine's start-to-close timeout; the epoch only
+        // makes a long computation yield so it does not starve other tasks.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        let outcome = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.call_execute(&mut store, input).await
+        }
+        .await;
+        match outcome {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(e)) => {
+                let failure = Failure::new(FailureKind::Application, &e.error_type, e.message);
+                Err(if e.non_retryable {
+                    failure.non_retryable()
+                } else {
+                    failure
+                })
+            }
+            Err(trap) => Err(Failure::new(
+                FailureKind::Application,
+                "activity_trap",
+                format!("the activity component trapped: {trap:#}"),
+            )),
+        }
     }
 }

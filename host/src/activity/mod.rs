@@ -56,6 +56,7 @@ impl HttpAllowList {
 pub struct ActivityExecutor {
     journal: Arc<dyn Journal>,
     runtime: Arc<Runtime>,
+    components: component::Components,
     http: reqwest::Client,
     allow: Arc<HttpAllowList>,
     max_payload_bytes: usize,
@@ -72,13 +73,23 @@ impl ActivityExecutor {
             .tcp_nodelay(true)
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()?;
+        let components = component::Components::new(runtime.engine())?;
         Ok(Self {
             journal,
             runtime,
+            components,
             http,
             allow: Arc::new(allow),
             max_payload_bytes,
         })
+    }
+
+    /// Compiles and type-checks an activity component for upload.
+    pub fn validate(
+        &self,
+        bytes: &[u8],
+    ) -> Result<wasmtime::component::Component, crate::runtime::ModuleError> {
+        self.components.validate(&self.runtime, bytes)
     }
 
     /// Runs one attempt of activity `name` in `namespace`.
@@ -97,7 +108,11 @@ impl ActivityExecutor {
             .await
             .map_err(|e| Failure::new(FailureKind::Application, "storage", e.to_string()))?;
         match module {
-            Some(module) if module.kind == ModuleKind::Activity => component::execute(self, &module, input).await,
+            Some(module) if module.kind == ModuleKind::Activity => {
+                self.components
+                    .execute(&*self.journal, &self.runtime, &self.allow, &module, input)
+                    .await
+            }
             _ => Err(Failure::new(
                 FailureKind::UnknownActivity,
                 "unknown_activity",

@@ -181,7 +181,7 @@ impl Engine {
         let (bytes, component) = tokio::task::spawn_blocking(move || {
             let checked = match kind {
                 ModuleKind::Workflow => inner.runtime.validate_workflow(&inner.linker, &bytes),
-                ModuleKind::Activity => inner.runtime.validate_activity(&bytes),
+                ModuleKind::Activity => inner.activities.validate(&bytes),
             };
             checked.map(|component| (bytes, component))
         })

@@ -212,21 +212,9 @@ impl Runtime {
         Ok(component)
     }
 
-    /// Compiles and checks an activity component for upload.
-    pub fn validate_activity(&self, bytes: &[u8]) -> Result<Component, ModuleError> {
-        let component = self.compile_checked(bytes)?;
-        let ty = component.component_type();
-        let has_execute = ty.exports(&self.engine).any(|(name, _)| name == "execute");
-        if !has_execute {
-            return Err(ModuleError::WrongWorld {
-                world: "spool:activity/activity@0.1.0",
-                reason: "it does not export `execute`".into(),
-            });
-        }
-        Ok(component)
-    }
-
-    fn compile_checked(&self, bytes: &[u8]) -> Result<Component, ModuleError> {
+    /// Compiles a component after the checks every upload gets (size, and a clear error
+    /// for core modules). World-specific checks are the caller's.
+    pub fn compile_checked(&self, bytes: &[u8]) -> Result<Component, ModuleError> {
         if bytes.len() > self.limits.max_module_bytes {
             return Err(ModuleError::TooLarge {
                 size: bytes.len(),
@@ -408,15 +396,15 @@ mod tests {
     fn garbage_and_core_modules_are_refused_with_a_reason() {
         let runtime = Runtime::new(SandboxLimits::default(), None).unwrap();
         assert!(matches!(
-            runtime.validate_activity(b"not wasm at all"),
+            runtime.compile_checked(b"not wasm at all"),
             Err(ModuleError::Invalid(_))
         ));
         let core = b"\0asm\x01\0\0\0";
-        let err = runtime.validate_activity(core).unwrap_err();
+        let err = runtime.compile_checked(core).unwrap_err();
         assert!(err.to_string().contains("core WebAssembly module"), "{err}");
         let truncated = b"\0asm\x0d\0\x01\0\x01";
         assert!(matches!(
-            runtime.validate_activity(truncated),
+            runtime.compile_checked(truncated),
             Err(ModuleError::Invalid(_))
         ));
     }
@@ -429,7 +417,7 @@ mod tests {
         };
         let runtime = Runtime::new(limits, None).unwrap();
         assert_eq!(
-            runtime.validate_activity(&[0; 11]).err(),
+            runtime.compile_checked(&[0; 11]).err(),
             Some(ModuleError::TooLarge {
                 size: 11,
                 limit: 10

@@ -3,13 +3,14 @@
 //! allow-list.
 //!
 //! Input `{"url": "http://host:port/path", "body": <any JSON>}`; output `{"status": N}`
-//! for any HTTP status. Bad input is a non-retryable `invalid_input` error; a transport
-//! failure is a retryable `http_error`.
+//! for any HTTP status. Bad input is a non-retryable `invalid_input` error, a request the
+//! host's allow-list refuses a non-retryable `http_denied`, and a transport failure a
+//! retryable `http_error`.
 
 use serde::Deserialize;
 use serde_json::json;
 use wasip2::http::outgoing_handler;
-use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
 
 wit_bindgen::generate!({
     path: "../../../wit/activity",
@@ -109,8 +110,27 @@ fn post_json(url: &Url<'_>, body: &[u8]) -> Result<u16, ActivityError> {
     let outgoing_body = request.body().map_err(|()| refused("body"))?;
     let response = outgoing_handler::handle(request, None)
         .map_err(|e| transient(format!("request failed: {e:?}")))?;
+    // If the host refuses the request (e.g. the allow-list), writing the body fails
+    // with a bare "closed"; the response then carries the real reason, so look there
+    // before reporting the write error.
+    let sent = write_body(outgoing_body, body);
+    response.subscribe().block();
+    match response.get() {
+        Some(Ok(Ok(response))) => sent.map(|()| response.status()),
+        Some(Ok(Err(ErrorCode::HttpRequestDenied))) => Err(fatal(
+            "http_denied",
+            "request denied by the host's HTTP allow-list".to_owned(),
+        )),
+        Some(Ok(Err(e))) => Err(transient(format!("request failed: {e:?}"))),
+        Some(Err(())) | None => Err(transient("response was lost".to_owned())),
+    }
+}
+
+fn write_body(outgoing_body: OutgoingBody, body: &[u8]) -> Result<(), ActivityError> {
     {
-        let stream = outgoing_body.write().map_err(|()| refused("body stream"))?;
+        let stream = outgoing_body
+            .write()
+            .map_err(|()| fatal("invalid_input", "request refused body stream".to_owned()))?;
         // `blocking-write-and-flush` takes at most 4096 bytes per call.
         for chunk in body.chunks(4096) {
             stream
@@ -120,14 +140,7 @@ fn post_json(url: &Url<'_>, body: &[u8]) -> Result<u16, ActivityError> {
         // The stream is a child of the body and must be dropped before `finish`.
     }
     OutgoingBody::finish(outgoing_body, None)
-        .map_err(|e| transient(format!("finishing the body failed: {e:?}")))?;
-
-    response.subscribe().block();
-    match response.get() {
-        Some(Ok(Ok(response))) => Ok(response.status()),
-        Some(Ok(Err(e))) => Err(transient(format!("request failed: {e:?}"))),
-        Some(Err(())) | None => Err(transient("response was lost".to_owned())),
-    }
+        .map_err(|e| transient(format!("finishing the body failed: {e:?}")))
 }
 
 #[cfg(test)]

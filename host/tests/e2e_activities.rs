@@ -1,0 +1,148 @@
+//! End-to-end: activities other than the happy-path built-ins — uploaded activity
+//! components with outgoing HTTP, the allow-list, unknown activities — through the real
+//! binary, with the `relay` test workflow calling them.
+
+mod common;
+
+use common::{guest, tempdir, Server, Sink};
+
+fn relay(server: &Server, id: &str, activity: &str, input: serde_json::Value) -> serde_json::Value {
+    let input = serde_json::json!({ "activity": activity, "input": input }).to_string();
+    server.cli_ok(&[
+        "workflow", "start", "--type", "relay", "--id", id, "--input", &input,
+    ]);
+    server.cli(&["workflow", "result", "--id", id, "--timeout", "30"]);
+    server.cli_json(&["workflow", "describe", "--id", id])
+}
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
+    let module = format!("relay={}", guest("relay").display());
+    let mut args = vec!["--module", module.as_str()];
+    args.extend_from_slice(extra);
+    Server::start(dir, &args)
+}
+
+#[test]
+fn an_uploaded_activity_component_makes_outgoing_http_calls() {
+    let dir = tempdir();
+    let sink = Sink::start();
+    let server = start(dir.path(), &[]);
+    let component = guest("http-activity");
+    let hash = server.cli_ok(&[
+        "module",
+        "upload",
+        component.to_str().unwrap(),
+        "--name",
+        "notify",
+        "--kind",
+        "activity",
+    ]);
+    assert_eq!(
+        hash.trim().len(),
+        64,
+        "upload prints the content hash: {hash}"
+    );
+    let run = relay(
+        &server,
+        "comp-1",
+        "notify",
+        serde_json::json!({ "url": sink.url, "body": { "template": "component" } }),
+    );
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["output"], serde_json::json!({ "status": 200 }));
+    assert_eq!(sink.count("component"), 1);
+}
+
+#[test]
+fn the_allow_list_stops_outgoing_http_of_components_and_built_ins() {
+    let dir = tempdir();
+    let sink = Sink::start();
+    // The sink listens on 127.0.0.1; only an unrelated host is allowed.
+    let server = start(dir.path(), &["--allow-http", "api.example.com"]);
+    let component = guest("http-activity");
+    server.cli_ok(&[
+        "module",
+        "upload",
+        component.to_str().unwrap(),
+        "--name",
+        "notify",
+        "--kind",
+        "activity",
+    ]);
+
+    let run = relay(
+        &server,
+        "denied-1",
+        "notify",
+        serde_json::json!({ "url": sink.url, "body": { "template": "component" } }),
+    );
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("denied"),
+        "{run}"
+    );
+
+    let request =
+        serde_json::json!({ "method": "POST", "url": sink.url, "body": { "template": "builtin" } });
+    let run = relay(&server, "denied-2", "http.request", request);
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["failure"]["error_type"], "http_forbidden");
+    assert_eq!(run["failure"]["non_retryable"], true);
+    assert_eq!(
+        sink.count("component") + sink.count("builtin"),
+        0,
+        "nothing got through"
+    );
+}
+
+#[test]
+fn unknown_activities_and_misfit_components_get_clear_errors() {
+    let dir = tempdir();
+    let server = start(dir.path(), &[]);
+    let run = relay(
+        &server,
+        "unknown-1",
+        "no.such.activity",
+        serde_json::Value::Null,
+    );
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["failure"]["kind"], "unknown_activity");
+    assert!(run["failure"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no.such.activity"));
+
+    // A workflow component is not an activity component.
+    let steps = guest("steps");
+    let out = server.cli(&[
+        "module",
+        "upload",
+        steps.to_str().unwrap(),
+        "--name",
+        "not-an-activity",
+        "--kind",
+        "activity",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("wrong_world") && stderr.contains("spool:activity/activity"),
+        "{stderr}"
+    );
+
+    // Built-in names are reserved.
+    let component = guest("http-activity");
+    let out = server.cli(&[
+        "module",
+        "upload",
+        component.to_str().unwrap(),
+        "--name",
+        "http.request",
+        "--kind",
+        "activity",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("built-in"));
+}
