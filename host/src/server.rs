@@ -16,6 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long in-flight requests may finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 #[derive(Clone, Debug)]
 pub struct DevServerConfig {
     pub db: PathBuf,
@@ -122,12 +125,22 @@ pub async fn run_dev_server(
         // Small JSON answers must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-            tracing::info!("shutting down: no new requests; acknowledged work is already durable");
-        })
-        .await?;
+    let mut stopping = stop_rx.clone();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        tracing::info!("shutting down: no new requests; acknowledged work is already durable");
+    });
+    // In-flight requests get a grace period; long polls (`workflow result`) would
+    // otherwise hold the shutdown for up to a minute. Nothing acknowledged is lost by
+    // cutting them off: every accepted write was committed before its answer.
+    let grace = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = serve => served?,
+        () = grace => tracing::info!("grace period over; closing open requests"),
+    }
     Ok(())
 }

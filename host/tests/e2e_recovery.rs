@@ -197,3 +197,106 @@ fn fifty_concurrent_workflows_all_complete_after_sigkill() {
         );
     }
 }
+
+#[test]
+fn sigterm_shuts_down_cleanly_and_open_runs_resume_on_restart() {
+    let dir = tempdir();
+    let module = format!("steps={}", guest("steps").display());
+    let mut server = Server::start(dir.path(), &["--module", &module]);
+    let input = r#"{"steps": 2, "mode": "sequential", "sleep_ms": 1000}"#;
+    server.cli_ok(&[
+        "workflow", "start", "--type", "steps", "--id", "term", "--input", input,
+    ]);
+    server.wait_for_history("term", Duration::from_secs(20), |t| {
+        t.iter().any(|t| t == "timer_started")
+    });
+    // A client waiting on the result must not hold the shutdown hostage.
+    let address = server.address.clone();
+    let waiter = std::thread::spawn(move || {
+        std::process::Command::new(common::spool_binary())
+            .args(["workflow", "result", "--id", "term"])
+            .env("SPOOL_ADDRESS", address)
+            .output()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let status = server.terminate(Duration::from_secs(10));
+    assert!(status.success(), "clean shutdown exits 0, got {status}");
+    let _ = waiter.join();
+    server.restart();
+    let output = server.cli_json(&["workflow", "result", "--id", "term", "--timeout", "30"]);
+    assert_eq!(output["sum"], 3);
+}
+
+/// A deploy that changed the code under a running workflow: the restart detects it, the
+/// run is blocked (not failed), `result` reports why, and a repin to the right module
+/// resumes it to completion.
+#[test]
+fn a_blocked_run_is_reported_and_resumes_after_a_repin() {
+    let dir = tempdir();
+    let mut server = Server::start(dir.path(), &[]);
+    let steps = guest("steps");
+    let changed = guest("steps-changed");
+    let original = server.cli_ok(&[
+        "module",
+        "upload",
+        steps.to_str().unwrap(),
+        "--name",
+        "steps",
+    ]);
+    let changed = server.cli_ok(&[
+        "module",
+        "upload",
+        changed.to_str().unwrap(),
+        "--name",
+        "steps-v2",
+    ]);
+    let (original, changed) = (original.trim().to_owned(), changed.trim().to_owned());
+    let input = r#"{"steps": 2, "mode": "sequential", "sleep_ms": 1500}"#;
+    server.cli_ok(&[
+        "workflow", "start", "--type", "steps", "--id", "nd", "--input", input,
+    ]);
+    server.wait_for_history("nd", Duration::from_secs(20), |t| {
+        t.iter().any(|t| t == "timer_started")
+    });
+    server.kill9();
+    // Swap the module under the run behind the API's back, as a bad deploy would.
+    let db = rusqlite::Connection::open(server.journal_path()).unwrap();
+    let swapped = db
+        .execute(
+            "UPDATE runs SET module_hash = ?1 WHERE workflow_id = 'nd'",
+            [&changed],
+        )
+        .unwrap();
+    assert_eq!(swapped, 1);
+    drop(db);
+    server.restart();
+
+    let out = server.cli(&["workflow", "result", "--id", "nd", "--timeout", "20"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a blocked run is reported, not waited on"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("blocked") && stderr.contains("non-determinism at event seq 1"),
+        "{stderr}"
+    );
+    let run = server.cli_json(&["workflow", "describe", "--id", "nd"]);
+    assert_eq!(run["status"], "blocked");
+
+    let repinned = server.cli_ok(&[
+        "workflow",
+        "repin",
+        "--id",
+        "nd",
+        "--module-hash",
+        &original,
+    ]);
+    assert!(repinned.contains("resumed"), "{repinned}");
+    let output = server.cli_json(&["workflow", "result", "--id", "nd", "--timeout", "30"]);
+    assert_eq!(output["sum"], 3);
+    // Only a blocked run can be repinned.
+    let again = server.cli(&["workflow", "repin", "--id", "nd", "--module-hash", &changed]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("only a blocked run"));
+}

@@ -277,3 +277,23 @@ fn evicted_runs_replay_to_the_same_result_as_hot_ones() {
     }
     assert_eq!(outputs[0], outputs[1]);
 }
+
+#[test]
+fn compiled_components_are_cached_on_disk_so_a_restart_does_not_recompile() {
+    let dir = common::tempdir();
+    let cache = dir.path().join("cache");
+    let bytes = std::fs::read(guest("steps")).unwrap();
+    let hash = spool::ids::ModuleHash::of(&bytes);
+    {
+        let runtime = Runtime::new(SandboxLimits::default(), Some(cache.clone())).unwrap();
+        let component = runtime.compile_checked(&bytes).unwrap();
+        runtime.remember(&hash, &component);
+    }
+    let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
+    assert_eq!(cached.len(), 1, "one compiled artifact per module");
+    let restarted = Runtime::new(SandboxLimits::default(), Some(cache)).unwrap();
+    let loaded = restarted.component(&hash, || {
+        anyhow::bail!("asked for the module's bytes: the disk cache was not used")
+    });
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
+}

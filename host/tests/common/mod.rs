@@ -58,6 +58,31 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM: asks for a clean shutdown; returns how the process exited.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "could not signal the server");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the server") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit within {timeout:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.join("spool.db")
+    }
+
     /// Starts the server again on the same journal (after `kill9`).
     pub fn restart(&mut self) {
         self.kill9();
