@@ -7,7 +7,16 @@ mod common;
 use common::{guest, tempdir, Server, Sink};
 
 fn relay(server: &Server, id: &str, activity: &str, input: serde_json::Value) -> serde_json::Value {
-    let input = serde_json::json!({ "activity": activity, "input": input }).to_string();
+    relay_with(
+        server,
+        id,
+        serde_json::json!({ "activity": activity, "input": input }),
+    )
+}
+
+/// Runs the `relay` workflow with the given input and returns the finished run.
+fn relay_with(server: &Server, id: &str, input: serde_json::Value) -> serde_json::Value {
+    let input = input.to_string();
     server.cli_ok(&[
         "workflow", "start", "--type", "relay", "--id", id, "--input", &input,
     ]);
@@ -145,4 +154,66 @@ fn unknown_activities_and_misfit_components_get_clear_errors() {
         "activity",
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("built-in"));
+}
+
+#[test]
+fn an_attempt_past_its_start_to_close_timeout_fails_as_a_timeout_after_its_retries() {
+    let dir = tempdir();
+    let sink = Sink::start();
+    sink.hold("slow", std::time::Duration::from_secs(3));
+    let server = start(dir.path(), &[]);
+    let request =
+        serde_json::json!({ "method": "POST", "url": sink.url, "body": { "template": "slow" } });
+    let input = serde_json::json!({ "activity": "http.request", "input": request, "max_attempts": 2, "start_to_close_ms": 300 });
+    let run = relay_with(&server, "slow-1", input);
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(
+        run["failure"]["kind"], "timeout",
+        "a timeout is told apart from an application error"
+    );
+    assert_eq!(
+        sink.count("slow"),
+        2,
+        "two attempts, each cut off at 300 ms"
+    );
+    let events = server.cli_json(&["workflow", "history", "--id", "slow-1"])["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let failed = events
+        .iter()
+        .find(|e| e["type"] == "activity_failed")
+        .unwrap();
+    assert_eq!(failed["attempts"], 2);
+    assert_eq!(failed["failure"]["error_type"], "start_to_close_timeout");
+}
+
+#[test]
+fn an_activity_can_race_a_durable_deadline() {
+    let dir = tempdir();
+    let sink = Sink::start();
+    sink.hold("slow", std::time::Duration::from_secs(3));
+    let server = start(dir.path(), &[]);
+    let slow =
+        serde_json::json!({ "method": "POST", "url": sink.url, "body": { "template": "slow" } });
+    let run = relay_with(
+        &server,
+        "race-1",
+        serde_json::json!({ "activity": "http.request", "input": slow, "deadline_ms": 300 }),
+    );
+    assert_eq!(
+        run["output"],
+        serde_json::json!({ "timed_out": true }),
+        "{run}"
+    );
+
+    let fast =
+        serde_json::json!({ "method": "POST", "url": sink.url, "body": { "template": "fast" } });
+    let run = relay_with(
+        &server,
+        "race-2",
+        serde_json::json!({ "activity": "http.request", "input": fast, "deadline_ms": 10000 }),
+    );
+    assert_eq!(run["output"]["status"], 200, "{run}");
+    assert_eq!(run["output"]["body"], serde_json::json!({ "sent": true }));
 }

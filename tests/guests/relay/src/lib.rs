@@ -1,11 +1,14 @@
-//! Calls the activity named in its input once (or up to `max_attempts` times) and returns
-//! its output, so tests can exercise any activity, built-in or uploaded, through a
-//! workflow. An activity failure fails the run with the activity's error.
+//! Calls the activity named in its input and returns its output, so tests can exercise
+//! any activity, built-in or uploaded, through a workflow. An activity failure fails the
+//! run with the activity's error.
 //!
-//! Input: `{"activity": "http.request", "input": <any JSON>, "max_attempts": 1}`.
+//! Input: `{"activity": "http.request", "input": <any JSON>, "max_attempts": 1,
+//! "start_to_close_ms": 10000, "deadline_ms": <optional>}`. With `deadline_ms`, the
+//! activity races a durable timer: if the timer fires first the output is
+//! `{"timed_out": true}` (the pattern "wait for an activity or a deadline").
 
 use serde::Deserialize;
-use spool_sdk::{Context, RetryPolicy, WorkflowError};
+use spool_sdk::{Context, Outcome, RetryPolicy, WorkflowError};
 use std::time::Duration;
 
 #[derive(Deserialize)]
@@ -15,22 +18,38 @@ struct Input {
     input: serde_json::Value,
     #[serde(default = "one")]
     max_attempts: u32,
+    #[serde(default = "ten_seconds")]
+    start_to_close_ms: u64,
+    #[serde(default)]
+    deadline_ms: Option<u64>,
 }
 
 fn one() -> u32 {
     1
 }
 
+fn ten_seconds() -> u64 {
+    10_000
+}
+
 fn relay(ctx: &Context, input: Input) -> Result<serde_json::Value, WorkflowError> {
     let retry = RetryPolicy::new()
         .initial_interval(Duration::from_millis(50))
         .maximum_attempts(input.max_attempts);
-    Ok(ctx
+    let activity = ctx
         .activity(input.activity)
         .input(&input.input)
         .retry(retry)
-        .start_to_close(Duration::from_secs(10))
-        .call()?)
+        .start_to_close(Duration::from_millis(input.start_to_close_ms));
+    let Some(deadline_ms) = input.deadline_ms else {
+        return Ok(activity.call()?);
+    };
+    let handle = activity.start();
+    let deadline = ctx.timer(Duration::from_millis(deadline_ms));
+    match ctx.any(&[&handle, &deadline]).outcome {
+        Outcome::Activity(result) => Ok(result?),
+        Outcome::TimerFired => Ok(serde_json::json!({ "timed_out": true })),
+    }
 }
 
 spool_sdk::workflow!(relay);
