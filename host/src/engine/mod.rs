@@ -394,7 +394,10 @@ impl Engine {
 impl Inner {
     fn add_waiter(&self, run_id: &RunId, tx: oneshot::Sender<()>) {
         if let Ok(mut waiters) = self.waiters.lock() {
-            waiters.entry(run_id.clone()).or_default().push(tx);
+            let waiting = waiters.entry(run_id.clone()).or_default();
+            // Callers that gave up (timed-out long polls) leave closed senders behind.
+            waiting.retain(|tx| !tx.is_closed());
+            waiting.push(tx);
         }
     }
 

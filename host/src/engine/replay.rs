@@ -137,6 +137,8 @@ pub struct RunState {
     commands: Vec<usize>,
     /// Indices into `events` of completion events, in journal order.
     completions: Vec<usize>,
+    /// For each command (handle n at n-1), the position of its result in `completions`.
+    results: Vec<Option<usize>>,
     /// Set once a run_completed or run_failed is journaled.
     closed: bool,
     cursor: Cursor,
@@ -187,6 +189,7 @@ impl RunState {
             events: Vec::with_capacity(events.len()),
             commands: Vec::new(),
             completions: Vec::new(),
+            results: Vec::new(),
             closed: false,
             cursor: Cursor::default(),
         };
@@ -215,6 +218,7 @@ impl RunState {
                 )));
             }
             self.commands.push(index);
+            self.results.push(None);
         } else if let Some(handle) = event.kind.completes() {
             if handle.0 == 0 || handle.0 as usize > self.commands.len() {
                 return Err(MalformedHistory(format!(
@@ -222,6 +226,14 @@ impl RunState {
                     event.seq
                 )));
             }
+            let slot = &mut self.results[handle.0 as usize - 1];
+            if slot.is_some() {
+                return Err(MalformedHistory(format!(
+                    "seq {} is a second result for handle {handle}",
+                    event.seq
+                )));
+            }
+            *slot = Some(self.completions.len());
             self.completions.push(index);
             self.cursor.consumed.push(false);
         } else if matches!(
@@ -364,11 +376,8 @@ impl RunState {
             if handle.0 == 0 || handle.0 as usize > self.cursor.commands_issued {
                 return Err(ContractViolation::UnknownHandle(handle));
             }
-            let delivered = self
-                .completions
-                .iter()
-                .zip(&self.cursor.consumed)
-                .any(|(&i, &used)| used && self.events[i].kind.completes() == Some(handle));
+            let delivered =
+                self.results[handle.0 as usize - 1].is_some_and(|p| self.cursor.consumed[p]);
             if delivered {
                 return Err(ContractViolation::AlreadyDelivered(handle));
             }
@@ -416,16 +425,10 @@ impl RunState {
 
     /// Commands whose result is not journaled, in handle order.
     pub fn outstanding(&self) -> Vec<Outstanding> {
-        let mut done = vec![false; self.commands.len()];
-        for &i in &self.completions {
-            if let Some(handle) = self.events[i].kind.completes() {
-                done[handle.0 as usize - 1] = true;
-            }
-        }
         self.commands
             .iter()
-            .zip(done)
-            .filter(|(_, done)| !done)
+            .zip(&self.results)
+            .filter(|(_, result)| result.is_none())
             .filter_map(|(&i, _)| match &self.events[i].kind {
                 EventKind::ActivityScheduled {
                     handle,
@@ -626,6 +629,26 @@ mod tests {
             kind: EventKind::TimerFired { handle: Handle(1) },
         };
         assert!(RunState::new(vec![started(), stray]).is_err());
+        let event = |seq, kind| Event {
+            seq: Seq(seq),
+            recorded_at_ms: 1,
+            kind,
+        };
+        let twice = vec![
+            started(),
+            event(
+                1,
+                EventKind::TimerStarted {
+                    handle: Handle(1),
+                    duration_ms: 1,
+                    fire_at_ms: 2,
+                },
+            ),
+            event(2, EventKind::TimerFired { handle: Handle(1) }),
+            event(3, EventKind::TimerFired { handle: Handle(1) }),
+        ];
+        let err = RunState::new(twice).unwrap_err();
+        assert!(err.0.contains("second result"), "{err}");
     }
 
     // ---- Property test: a scripted guest, crashed at every event, replays exactly. ----
