@@ -297,3 +297,131 @@ fn compiled_components_are_cached_on_disk_so_a_restart_does_not_recompile() {
     });
     assert!(loaded.is_ok(), "{:?}", loaded.err());
 }
+
+/// A journal that fails the first commit of an activity result, as a full disk would.
+struct FailFirstResult {
+    inner: SqliteJournal,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Journal for FailFirstResult {
+    async fn submit(&self, write: Write) -> journal::CommitTicket {
+        let carries_result = matches!(&write, Write::Append { events, .. }
+            if events.iter().any(|e| matches!(e.kind, EventKind::ActivityCompleted { .. })));
+        if carries_result && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(async {
+                Err(journal::JournalError::Storage("injected: disk full".into()))
+            });
+        }
+        self.inner.submit(write).await
+    }
+    async fn module_for_type(
+        &self,
+        n: &Namespace,
+        t: &TypeName,
+    ) -> journal::JournalResult<Option<journal::ModuleRecord>> {
+        self.inner.module_for_type(n, t).await
+    }
+    async fn module_bytes(
+        &self,
+        n: &Namespace,
+        h: &spool::ids::ModuleHash,
+    ) -> journal::JournalResult<Option<Vec<u8>>> {
+        self.inner.module_bytes(n, h).await
+    }
+    async fn list_modules(
+        &self,
+        n: &Namespace,
+    ) -> journal::JournalResult<Vec<journal::ModuleRecord>> {
+        self.inner.list_modules(n).await
+    }
+    async fn latest_run(
+        &self,
+        n: &Namespace,
+        w: &WorkflowId,
+    ) -> journal::JournalResult<Option<journal::RunRecord>> {
+        self.inner.latest_run(n, w).await
+    }
+    async fn run(
+        &self,
+        r: &spool::ids::RunId,
+    ) -> journal::JournalResult<Option<journal::RunRecord>> {
+        self.inner.run(r).await
+    }
+    async fn list_runs(
+        &self,
+        n: &Namespace,
+        f: &journal::RunFilter,
+    ) -> journal::JournalResult<Vec<journal::RunRecord>> {
+        self.inner.list_runs(n, f).await
+    }
+    async fn open_runs(&self) -> journal::JournalResult<Vec<journal::RunRecord>> {
+        self.inner.open_runs().await
+    }
+    async fn events(&self, r: &spool::ids::RunId) -> journal::JournalResult<Vec<journal::Event>> {
+        self.inner.events(r).await
+    }
+}
+
+/// Regression: a result whose commit failed was still handed to the guest on the retry,
+/// and later events were written with a gap in `seq`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_whose_commit_failed_never_reaches_the_guest() {
+    let dir = common::tempdir();
+    let journal: Arc<dyn Journal> = Arc::new(FailFirstResult {
+        inner: SqliteJournal::open(dir.path().join("spool.db")).unwrap(),
+        armed: std::sync::atomic::AtomicBool::new(true),
+    });
+    let runtime = Runtime::new(SandboxLimits::default(), None).unwrap();
+    let config = EngineConfig {
+        evict_after: None,
+        ..EngineConfig::default()
+    };
+    let executor = Arc::new(
+        ActivityExecutor::new(
+            journal.clone(),
+            runtime.clone(),
+            HttpAllowList::any(),
+            config.max_payload_bytes,
+        )
+        .unwrap(),
+    );
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let engine = Engine::new(journal, runtime, clock, executor, config).unwrap();
+    let ns = Namespace::default_namespace();
+    let bytes = std::fs::read(guest("steps")).unwrap();
+    engine
+        .upload_module(&ns, &TypeName("steps".into()), ModuleKind::Workflow, bytes)
+        .await
+        .unwrap();
+    let id = WorkflowId("disk-full".into());
+    engine
+        .start_workflow(StartRequest {
+            namespace: ns.clone(),
+            workflow_id: id.clone(),
+            workflow_type: TypeName("steps".into()),
+            input: r#"{"steps": 2, "mode": "sequential"}"#.into(),
+        })
+        .await
+        .unwrap();
+    let run = engine
+        .wait_closed(&ns, &id, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Completed, "{run:?}");
+    let output: serde_json::Value = serde_json::from_str(run.output.as_deref().unwrap()).unwrap();
+    assert_eq!(output["sum"], 3);
+    let events = engine.history(&ns, &id).await.unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq.0).collect();
+    assert_eq!(
+        seqs,
+        (0..events.len() as u64).collect::<Vec<_>>(),
+        "gapless journal"
+    );
+    let results = events
+        .iter()
+        .filter(|e| e.kind.type_name() == "activity_completed")
+        .count();
+    assert_eq!(results, 2, "one result per activity");
+}

@@ -14,7 +14,7 @@ use crate::ids::{ModuleHash, Namespace, TypeName, WorkflowId};
 use crate::journal::{ModuleKind, RunFilter, RunStatus};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -77,6 +77,23 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// `Path`, answering a malformed segment (e.g. bad percent-encoding) with a JSON error.
+struct ApiPath<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|e| ApiError::invalid(e.body_text()))
+    }
+}
+
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
@@ -95,7 +112,7 @@ struct UploadQuery {
 
 async fn upload_module(
     State(state): State<ApiState>,
-    Path(ns): Path<String>,
+    ApiPath(ns): ApiPath<String>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ModuleView>), ApiError> {
@@ -129,7 +146,7 @@ async fn upload_module(
 
 async fn list_modules(
     State(state): State<ApiState>,
-    Path(ns): Path<String>,
+    ApiPath(ns): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let modules = state.engine.list_modules(&namespace(ns)?).await?;
     let modules: Vec<ModuleView> = modules.into_iter().map(ModuleView::from).collect();
@@ -147,7 +164,7 @@ struct StartBody {
 
 async fn start_workflow(
     State(state): State<ApiState>,
-    Path(ns): Path<String>,
+    ApiPath(ns): ApiPath<String>,
     body: Result<Json<StartBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     let namespace = namespace(ns)?;
@@ -175,7 +192,7 @@ struct ListQuery {
 
 async fn list_workflows(
     State(state): State<ApiState>,
-    Path(ns): Path<String>,
+    ApiPath(ns): ApiPath<String>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let namespace = namespace(ns)?;
@@ -208,7 +225,7 @@ fn workflow_id(id: String) -> Result<WorkflowId, ApiError> {
 
 async fn describe_workflow(
     State(state): State<ApiState>,
-    Path((ns, id)): Path<(String, String)>,
+    ApiPath((ns, id)): ApiPath<(String, String)>,
 ) -> Result<Json<RunView>, ApiError> {
     let run = state
         .engine
@@ -225,7 +242,7 @@ struct ResultQuery {
 
 async fn workflow_result(
     State(state): State<ApiState>,
-    Path((ns, id)): Path<(String, String)>,
+    ApiPath((ns, id)): ApiPath<(String, String)>,
     query: Result<Query<ResultQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<RunView>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -239,7 +256,7 @@ async fn workflow_result(
 
 async fn workflow_history(
     State(state): State<ApiState>,
-    Path((ns, id)): Path<(String, String)>,
+    ApiPath((ns, id)): ApiPath<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let events = state
         .engine
@@ -257,7 +274,7 @@ struct RepinBody {
 
 async fn repin_workflow(
     State(state): State<ApiState>,
-    Path((ns, id)): Path<(String, String)>,
+    ApiPath((ns, id)): ApiPath<(String, String)>,
     body: Result<Json<RepinBody>, JsonRejection>,
 ) -> Result<Json<RunView>, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;

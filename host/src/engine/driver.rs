@@ -155,10 +155,14 @@ pub(super) async fn drive(inner: Arc<Inner>, run: RunRecord, events: Vec<Event>)
             Ok(()) => backoff = HOST_ERROR_BACKOFF_INITIAL,
             Err(e) => {
                 // Storage trouble or a missing module: nothing the guest did. Try again
-                // later; the journal is intact, so replay picks up where it stopped.
+                // later from what the journal holds: events that failed to commit must
+                // not reach the guest, so the in-memory state is rebuilt from storage.
                 tracing::error!(run = %run_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "run interrupted by a host error");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(HOST_ERROR_BACKOFF_MAX);
+                if let Err(e) = host.reload().await {
+                    tracing::error!(run = %run_id, error = %e, "cannot reload the run's journal");
+                }
             }
         }
     }
@@ -480,6 +484,25 @@ impl RunHost {
         ticket.await
     }
 
+    /// Replaces the in-memory journal with what storage holds, dropping events whose
+    /// commit failed, and starts again every command without a journaled result (its
+    /// result may be among those lost). Duplicate results are dropped on arrival: the
+    /// first one journaled wins.
+    async fn reload(&mut self) -> Result<(), String> {
+        let events = self
+            .inner
+            .journal
+            .events(&self.run.run_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.state = RunState::new(events).map_err(|e| e.to_string())?;
+        self.pending.clear();
+        self.unconfirmed.clear();
+        let outstanding = self.state.outstanding();
+        self.start_effects(outstanding);
+        Ok(())
+    }
+
     /// Waits for at least one message from the run's tasks, journals every result that
     /// is waiting, and returns once they are committed.
     async fn receive(&mut self) -> Result<(), JournalError> {
@@ -488,6 +511,16 @@ impl RunHost {
         let mut events = Vec::new();
         let mut next = Some(first);
         while let Some(message) = next {
+            let handle = match &message {
+                RunMsg::ActivityDone { handle, .. } | RunMsg::TimerFired { handle } => *handle,
+            };
+            if !self.state.awaits_result(handle) {
+                // A result for a command the journal does not hold (its commit failed and
+                // the state was reloaded) or already has: the command is issued anew.
+                tracing::debug!(run = %self.run.run_id, %handle, "dropping a result the journal does not expect");
+                next = self.inbox.try_recv().ok();
+                continue;
+            }
             let now = self.inner.clock.now_ms();
             let kind = match message {
                 RunMsg::ActivityDone {

@@ -20,7 +20,7 @@ use crate::journal::{
 use crate::runtime::bindings::WorkflowPre;
 use crate::runtime::{ModuleError, Runtime, Sandbox};
 use driver::RunHost;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -110,6 +110,8 @@ pub(crate) struct Inner {
     config: EngineConfig,
     linker: Linker<Sandbox<RunHost>>,
     pres: Mutex<HashMap<(Namespace, ModuleHash), RunPre>>,
+    /// Runs whose driver is running: at most one driver per run.
+    live: Mutex<HashSet<RunId>>,
     /// Callers waiting for a run to close.
     waiters: Mutex<HashMap<RunId, Vec<oneshot::Sender<()>>>>,
 }
@@ -133,6 +135,7 @@ impl Engine {
                 config,
                 linker,
                 pres: Mutex::new(HashMap::new()),
+                live: Mutex::new(HashSet::new()),
                 waiters: Mutex::new(HashMap::new()),
             }),
         })
@@ -153,13 +156,26 @@ impl Engine {
         Ok(count)
     }
 
-    fn spawn_driver(&self, run: RunRecord, events: Vec<Event>) {
+    /// Starts the run's driver unless one is already running; returns whether it did.
+    fn spawn_driver(&self, run: RunRecord, events: Vec<Event>) -> bool {
+        let claimed = self
+            .inner
+            .live
+            .lock()
+            .is_ok_and(|mut live| live.insert(run.run_id.clone()));
+        if !claimed {
+            return false;
+        }
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let run_id = run.run_id.clone();
             driver::drive(inner.clone(), run, events).await;
+            if let Ok(mut live) = inner.live.lock() {
+                live.remove(&run_id);
+            }
             inner.notify_closed(&run_id);
         });
+        true
     }
 
     /// Validates and stores a component under `name`; returns its record (with hash).
@@ -325,7 +341,8 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let run = self.describe(namespace, workflow_id).await?;
-            if !run.status.is_open() {
+            // A blocked run waits for an operator, not for time: answer at once.
+            if run.status != RunStatus::Running {
                 return Ok(run);
             }
             // Register before re-reading, so a close between the read and the wait is
@@ -333,7 +350,8 @@ impl Engine {
             let (tx, rx) = oneshot::channel();
             self.inner.add_waiter(&run.run_id, tx);
             let run = self.describe(namespace, workflow_id).await?;
-            if !run.status.is_open() {
+            // A blocked run waits for an operator, not for time: answer at once.
+            if run.status != RunStatus::Running {
                 return Ok(run);
             }
             if tokio::time::timeout_at(deadline, rx).await.is_err() {
@@ -356,6 +374,24 @@ impl Engine {
             return Err(EngineError::InvalidInput(format!(
                 "workflow {workflow_id} is {}; only a blocked run can be repinned",
                 run.status.as_str()
+            )));
+        }
+        // The driver that blocked the run may still be finishing; give it a moment.
+        let is_live = || {
+            self.inner
+                .live
+                .lock()
+                .is_ok_and(|live| live.contains(&run.run_id))
+        };
+        for _ in 0..200 {
+            if !is_live() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if is_live() {
+            return Err(EngineError::InvalidInput(format!(
+                "workflow {workflow_id} is being resumed right now; try again in a moment"
             )));
         }
         if self
@@ -381,13 +417,20 @@ impl Engine {
             },
         )
         .await?;
-        let run = RunRecord {
+        let repinned = RunRecord {
             module_hash: module_hash.clone(),
             ..run
         };
-        let events = self.inner.journal.events(&run.run_id).await?;
-        self.spawn_driver(run.clone(), events);
-        Ok(run)
+        let events = self.inner.journal.events(&repinned.run_id).await?;
+        // The driver sees the run as blocked and marks it running as it resumes.
+        if !self.spawn_driver(repinned.clone(), events) {
+            tracing::info!(run = %repinned.run_id, "repinned run is already being resumed");
+        }
+        Ok(RunRecord {
+            status: RunStatus::Running,
+            blocked_reason: None,
+            ..repinned
+        })
     }
 }
 

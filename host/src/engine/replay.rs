@@ -452,6 +452,12 @@ impl RunState {
             .collect()
     }
 
+    /// True when `handle` names a journaled command that has no result yet.
+    pub fn awaits_result(&self, handle: Handle) -> bool {
+        let index = (handle.0 as usize).wrapping_sub(1);
+        matches!(self.results.get(index), Some(None))
+    }
+
     /// For a handle the guest waits on: the fire time if it is a pending timer.
     pub fn pending_timer_fire_at(&self, handle: Handle) -> Option<EpochMs> {
         let index = *self.commands.get((handle.0 as usize).checked_sub(1)?)?;

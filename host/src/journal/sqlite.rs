@@ -391,8 +391,9 @@ fn update_status(
         status,
         StatusChange::Completed { .. } | StatusChange::Failed { .. }
     ) {
-        // A closed run waits for nothing: timers it never awaited are dropped and
-        // activities it never started are marked abandoned.
+        // A closed run waits for nothing: its timers are dropped, and activities without
+        // a result are marked abandoned (attempts in flight are not cancelled; their
+        // results are no longer recorded).
         let run = run_id.as_str();
         conn.prepare_cached("DELETE FROM timers WHERE run_id = ?1")
             .and_then(|mut s| s.execute(params![run]))
