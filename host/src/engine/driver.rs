@@ -429,38 +429,21 @@ impl RunHost {
         let events = std::mem::take(&mut self.pending);
         let commands: Vec<Outstanding> = events
             .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::ActivityScheduled {
-                    handle,
-                    name,
-                    input,
-                    options,
-                } => Some(Outstanding::Activity {
-                    handle: *handle,
-                    name: name.clone(),
-                    input: input.clone(),
-                    options: options.clone(),
-                }),
-                EventKind::TimerStarted {
-                    handle, fire_at_ms, ..
-                } => Some(Outstanding::Timer {
-                    handle: *handle,
-                    fire_at_ms: *fire_at_ms,
-                }),
-                _ => None,
-            })
+            .filter_map(|e| Outstanding::of(&e.kind))
             .collect();
-        let ticket = self
-            .inner
-            .journal
-            .submit(Write::Append {
-                run_id: self.run_id().clone(),
-                events,
-                status: None,
-            })
-            .await;
+        let ticket = self.submit(events, None).await;
         self.unconfirmed.push(ticket);
         self.start_effects(commands);
+    }
+
+    /// Queues `events` (and a status change) for the journal.
+    async fn submit(&mut self, events: Vec<Event>, status: Option<StatusChange>) -> CommitTicket {
+        let write = Write::Append {
+            run_id: self.run_id().clone(),
+            events,
+            status,
+        };
+        self.inner.journal.submit(write).await
     }
 
     /// Commits `events` (after everything queued before them) and waits until durable.
@@ -469,15 +452,7 @@ impl RunHost {
         events: Vec<Event>,
         status: Option<StatusChange>,
     ) -> Result<(), JournalError> {
-        let ticket = self
-            .inner
-            .journal
-            .submit(Write::Append {
-                run_id: self.run_id().clone(),
-                events,
-                status,
-            })
-            .await;
+        let ticket = self.submit(events, status).await;
         for earlier in std::mem::take(&mut self.unconfirmed) {
             earlier.await?;
         }

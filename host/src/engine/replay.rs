@@ -129,6 +129,32 @@ pub enum Outstanding {
     },
 }
 
+impl Outstanding {
+    /// The effect a command event asks for; None for events that are not commands.
+    pub fn of(kind: &EventKind) -> Option<Self> {
+        match kind {
+            EventKind::ActivityScheduled {
+                handle,
+                name,
+                input,
+                options,
+            } => Some(Outstanding::Activity {
+                handle: *handle,
+                name: name.clone(),
+                input: input.clone(),
+                options: options.clone(),
+            }),
+            EventKind::TimerStarted {
+                handle, fire_at_ms, ..
+            } => Some(Outstanding::Timer {
+                handle: *handle,
+                fire_at_ms: *fire_at_ms,
+            }),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RunState {
     start: RunStart,
@@ -429,26 +455,7 @@ impl RunState {
             .iter()
             .zip(&self.results)
             .filter(|(_, result)| result.is_none())
-            .filter_map(|(&i, _)| match &self.events[i].kind {
-                EventKind::ActivityScheduled {
-                    handle,
-                    name,
-                    input,
-                    options,
-                } => Some(Outstanding::Activity {
-                    handle: *handle,
-                    name: name.clone(),
-                    input: input.clone(),
-                    options: options.clone(),
-                }),
-                EventKind::TimerStarted {
-                    handle, fire_at_ms, ..
-                } => Some(Outstanding::Timer {
-                    handle: *handle,
-                    fire_at_ms: *fire_at_ms,
-                }),
-                _ => None,
-            })
+            .filter_map(|(&i, _)| Outstanding::of(&self.events[i].kind))
             .collect()
     }
 
