@@ -621,6 +621,7 @@ async fn a_blocked_run_is_reported_and_resumed_by_a_repin() {
             run_id,
             events: vec![timer],
             status: None,
+            signals_upto: None,
         },
     )
     .await

@@ -362,6 +362,12 @@ impl Journal for FailFirstResult {
     async fn events(&self, r: &spool::ids::RunId) -> journal::JournalResult<Vec<journal::Event>> {
         self.inner.events(r).await
     }
+    async fn inbox(
+        &self,
+        r: &spool::ids::RunId,
+    ) -> journal::JournalResult<Vec<journal::InboxSignal>> {
+        self.inner.inbox(r).await
+    }
 }
 
 /// Regression: a result whose commit failed was still handed to the guest on the retry,

@@ -63,6 +63,7 @@ impl From<EngineError> for ApiError {
             EngineError::WrongModuleKind { .. } => (StatusCode::BAD_REQUEST, "wrong_module_kind"),
             EngineError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             EngineError::AlreadyRunning(_) => (StatusCode::CONFLICT, "already_running"),
+            EngineError::NotOpen(..) => (StatusCode::CONFLICT, "workflow_closed"),
             EngineError::Storage(_) => {
                 tracing::error!(error = %message, "storage error while serving a request");
                 return Self::new(

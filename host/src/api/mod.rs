@@ -64,6 +64,14 @@ pub fn router(state: ApiState) -> Router {
             &format!("{ns}/workflows/{{id}}/repin"),
             post(repin_workflow),
         )
+        .route(
+            &format!("{ns}/workflows/{{id}}/signals"),
+            post(signal_workflow),
+        )
+        .route(
+            &format!("{ns}/workflows/{{id}}/signal-with-start"),
+            post(signal_with_start),
+        )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
         })
@@ -290,6 +298,62 @@ async fn repin_workflow(
             &workflow_id(id)?,
             &ModuleHash(body.module_hash.to_ascii_lowercase()),
         )
+        .await?;
+    Ok(Json(RunView::from(run)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalBody {
+    name: String,
+    #[serde(default)]
+    input: Option<serde_json::Value>,
+}
+
+async fn signal_workflow(
+    State(state): State<ApiState>,
+    ApiPath((ns, id)): ApiPath<(String, String)>,
+    body: Result<Json<SignalBody>, JsonRejection>,
+) -> Result<Json<RunView>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
+    let input = body.input.unwrap_or(serde_json::Value::Null).to_string();
+    let run = state
+        .engine
+        .signal(&namespace(ns)?, &workflow_id(id)?, &body.name, &input)
+        .await?;
+    Ok(Json(RunView::from(run)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalWithStartBody {
+    workflow_type: String,
+    #[serde(default)]
+    input: Option<serde_json::Value>,
+    signal_name: String,
+    #[serde(default)]
+    signal_input: Option<serde_json::Value>,
+}
+
+async fn signal_with_start(
+    State(state): State<ApiState>,
+    ApiPath((ns, id)): ApiPath<(String, String)>,
+    body: Result<Json<SignalWithStartBody>, JsonRejection>,
+) -> Result<Json<RunView>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
+    let request = StartRequest {
+        namespace: namespace(ns)?,
+        workflow_id: workflow_id(id)?,
+        workflow_type: TypeName(body.workflow_type),
+        input: body.input.unwrap_or(serde_json::Value::Null).to_string(),
+    };
+    let signal_input = body
+        .signal_input
+        .unwrap_or(serde_json::Value::Null)
+        .to_string();
+    let run = state
+        .engine
+        .signal_with_start(request, &body.signal_name, &signal_input)
         .await?;
     Ok(Json(RunView::from(run)))
 }

@@ -139,6 +139,32 @@ impl Client {
         .await
     }
 
+    pub async fn signal(&self, id: &str, name: &str, input: Value) -> Result<Value, ClientError> {
+        let body = serde_json::json!({ "name": name, "input": input });
+        self.send(
+            self.http
+                .post(self.url(&format!("/workflows/{id}/signals")))
+                .json(&body),
+        )
+        .await
+    }
+
+    pub async fn signal_with_start(
+        &self,
+        id: &str,
+        workflow_type: &str,
+        input: Value,
+        name: &str,
+        signal_input: Value,
+    ) -> Result<Value, ClientError> {
+        let body = serde_json::json!({
+            "workflow_type": workflow_type, "input": input,
+            "signal_name": name, "signal_input": signal_input,
+        });
+        let url = self.url(&format!("/workflows/{id}/signal-with-start"));
+        self.send(self.http.post(url).json(&body)).await
+    }
+
     pub async fn describe(&self, id: &str) -> Result<Value, ClientError> {
         self.send(self.http.get(self.url(&format!("/workflows/{id}"))))
             .await

@@ -125,6 +125,23 @@ enum WorkflowCommand {
         #[arg(long)]
         timeout: Option<u64>,
     },
+    /// Send a signal to a running workflow; answers once the signal is durable.
+    Signal {
+        #[arg(long)]
+        id: String,
+        /// The signal's name.
+        #[arg(long)]
+        name: String,
+        /// JSON input of the signal.
+        #[arg(long, default_value = "null")]
+        input: String,
+        /// Start the workflow with this type first if it is not running (signal-with-start).
+        #[arg(long)]
+        start_type: Option<String>,
+        /// JSON input of the started workflow (with --start-type).
+        #[arg(long, default_value = "null")]
+        start_input: String,
+    },
     /// Show a workflow's newest run.
     Describe {
         #[arg(long)]
@@ -274,6 +291,11 @@ async fn module_command(
     Ok(ExitCode::SUCCESS)
 }
 
+fn parse_json(flag: &str, text: &str) -> Result<serde_json::Value, CliError> {
+    serde_json::from_str(text)
+        .map_err(|e| CliError::Usage(format!("{flag} is not valid JSON: {e}")))
+}
+
 async fn workflow_command(
     address: &str,
     namespace: &str,
@@ -286,8 +308,7 @@ async fn workflow_command(
             id,
             input,
         } => {
-            let input: serde_json::Value = serde_json::from_str(&input)
-                .map_err(|e| CliError::Usage(format!("--input is not valid JSON: {e}")))?;
+            let input = parse_json("--input", &input)?;
             let run = client.start(&workflow_type, &id, input).await?;
             println!(
                 "started workflow {} (run {})",
@@ -325,6 +346,28 @@ async fn workflow_command(
             }
         }
         WorkflowCommand::Describe { id } => print_json(&client.describe(&id).await?),
+        WorkflowCommand::Signal {
+            id,
+            name,
+            input,
+            start_type,
+            start_input,
+        } => {
+            let input = parse_json("--input", &input)?;
+            let run = match start_type {
+                None => client.signal(&id, &name, input).await?,
+                Some(workflow_type) => {
+                    let start_input = parse_json("--start-input", &start_input)?;
+                    client
+                        .signal_with_start(&id, &workflow_type, start_input, &name, input)
+                        .await?
+                }
+            };
+            println!(
+                "signal {name} delivered to workflow {id} (run {})",
+                run["run_id"].as_str().unwrap_or("?")
+            );
+        }
         WorkflowCommand::History { id } => print_json(&client.history(&id).await?),
         WorkflowCommand::Repin { id, module_hash } => {
             let run = client.repin(&id, &module_hash).await?;

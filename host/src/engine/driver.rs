@@ -31,11 +31,13 @@ pub(super) enum RunMsg {
     TimerFired {
         handle: Handle,
     },
+    /// New signals are in the run's inbox in the journal.
+    SignalsArrived,
 }
 
 /// Bound on a run's inbox. A run has at most one message per outstanding command, and
 /// senders wait when it is full, so this only paces very wide fan-outs.
-const INBOX_DEPTH: usize = 1_024;
+pub(super) const INBOX_DEPTH: usize = 1_024;
 /// Bound on `random-bytes` per call.
 const MAX_RANDOM_BYTES: u32 = 1 << 16;
 
@@ -93,7 +95,12 @@ enum InstanceEnd {
     HostError(String),
 }
 
-pub(super) async fn drive(inner: Arc<Inner>, run: RunRecord, events: Vec<Event>) {
+pub(super) async fn drive(
+    inner: Arc<Inner>,
+    run: RunRecord,
+    events: Vec<Event>,
+    (outbox, inbox): (mpsc::Sender<RunMsg>, mpsc::Receiver<RunMsg>),
+) {
     let run_id = run.run_id.clone();
     let state = match RunState::new(events) {
         Ok(state) => state,
@@ -105,7 +112,6 @@ pub(super) async fn drive(inner: Arc<Inner>, run: RunRecord, events: Vec<Event>)
     if state.is_closed() {
         return;
     }
-    let (outbox, inbox) = mpsc::channel(INBOX_DEPTH);
     let mut host = RunHost {
         random: SeededRandom::new(state.start().seed),
         time: VirtualTime::new(state.start().start_ms),
@@ -125,6 +131,15 @@ pub(super) async fn drive(inner: Arc<Inner>, run: RunRecord, events: Vec<Event>)
             tracing::error!(run = %run_id, error = %e, "cannot resume blocked run");
             return;
         }
+    }
+    // Signals that arrived while no driver ran (a restart, a blocked run) wait in the
+    // inbox: have them journaled at the first wait.
+    match host.inner.journal.inbox(&run_id).await {
+        Ok(waiting) if !waiting.is_empty() => {
+            let _ = host.outbox.try_send(RunMsg::SignalsArrived);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(run = %run_id, error = %e, "cannot read the signal inbox"),
     }
     // Whatever was started before a restart and has no result yet is started again.
     let outstanding = host.state.outstanding();
@@ -431,17 +446,23 @@ impl RunHost {
             .iter()
             .filter_map(|e| Outstanding::of(&e.kind))
             .collect();
-        let ticket = self.submit(events, None).await;
+        let ticket = self.submit(events, None, None).await;
         self.unconfirmed.push(ticket);
         self.start_effects(commands);
     }
 
     /// Queues `events` (and a status change) for the journal.
-    async fn submit(&mut self, events: Vec<Event>, status: Option<StatusChange>) -> CommitTicket {
+    async fn submit(
+        &mut self,
+        events: Vec<Event>,
+        status: Option<StatusChange>,
+        signals_upto: Option<i64>,
+    ) -> CommitTicket {
         let write = Write::Append {
             run_id: self.run_id().clone(),
             events,
             status,
+            signals_upto,
         };
         self.inner.journal.submit(write).await
     }
@@ -452,7 +473,7 @@ impl RunHost {
         events: Vec<Event>,
         status: Option<StatusChange>,
     ) -> Result<(), JournalError> {
-        let ticket = self.submit(events, status).await;
+        let ticket = self.submit(events, status, None).await;
         for earlier in std::mem::take(&mut self.unconfirmed) {
             earlier.await?;
         }
@@ -484,20 +505,25 @@ impl RunHost {
         self.flush().await;
         let first = self.inbox.recv().await.ok_or(JournalError::Closed)?;
         let mut events = Vec::new();
+        let mut signals_arrived = false;
         let mut next = Some(first);
         while let Some(message) = next {
-            let handle = match &message {
-                RunMsg::ActivityDone { handle, .. } | RunMsg::TimerFired { handle } => *handle,
-            };
-            if !self.state.awaits_result(handle) {
-                // A result for a command the journal does not hold (its commit failed and
-                // the state was reloaded) or already has: the command is issued anew.
-                tracing::debug!(run = %self.run.run_id, %handle, "dropping a result the journal does not expect");
-                next = self.inbox.try_recv().ok();
-                continue;
-            }
+            next = self.inbox.try_recv().ok();
             let now = self.inner.clock.now_ms();
             let kind = match message {
+                RunMsg::SignalsArrived => {
+                    signals_arrived = true;
+                    continue;
+                }
+                RunMsg::ActivityDone { handle, .. } | RunMsg::TimerFired { handle }
+                    if !self.state.awaits_result(handle) =>
+                {
+                    // A result for a command the journal does not hold (its commit
+                    // failed and the state was reloaded) or already has: the command is
+                    // issued anew.
+                    tracing::debug!(run = %self.run.run_id, %handle, "dropping a result the journal does not expect");
+                    continue;
+                }
                 RunMsg::ActivityDone {
                     handle,
                     result: Ok(output),
@@ -519,9 +545,25 @@ impl RunHost {
                 RunMsg::TimerFired { handle } => EventKind::TimerFired { handle },
             };
             events.push(self.state.record(kind, now));
-            next = self.inbox.try_recv().ok();
         }
-        self.commit(events, None).await
+        // Signals move from the inbox into the journal in one transaction, in arrival
+        // order; the previous receive committed before this read, so none moves twice.
+        let mut signals_upto = None;
+        if signals_arrived {
+            for signal in self.inner.journal.inbox(&self.run.run_id).await? {
+                let kind = EventKind::SignalReceived {
+                    name: signal.name,
+                    input: signal.input,
+                };
+                events.push(self.state.record(kind, self.inner.clock.now_ms()));
+                signals_upto = Some(signal.id);
+            }
+        }
+        let ticket = self.submit(events, None, signals_upto).await;
+        for earlier in std::mem::take(&mut self.unconfirmed) {
+            earlier.await?;
+        }
+        ticket.await
     }
 
     /// True when the guest waits only on timers that are far off, so its memory is
@@ -630,7 +672,7 @@ impl wit::Host for RunHost {
         let handles: Vec<Handle> = handles.into_iter().map(Handle).collect();
         self.state.check_await(&handles, &signals).map_err(abort)?;
         loop {
-            if let Some(event) = self.state.next_completion(&handles) {
+            if let Some(event) = self.state.next_completion(&handles, &signals) {
                 self.time.set_ms(self.state.virtual_now_ms());
                 self.new_activation = true;
                 return Ok(match event.kind {
@@ -647,6 +689,9 @@ impl wit::Host for RunHost {
                         failure: failure_to_wit(failure),
                     }),
                     EventKind::TimerFired { handle } => wit::Event::TimerFired(handle.0),
+                    EventKind::SignalReceived { name, input } => {
+                        wit::Event::Signal(wit::SignalReceived { name, input })
+                    }
                     other => unreachable!("next_completion returned {}", other.type_name()),
                 });
             }

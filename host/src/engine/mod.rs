@@ -14,13 +14,13 @@ use crate::activity::ActivityExecutor;
 use crate::clock::SharedClock;
 use crate::ids::{validate_name, ModuleHash, Namespace, RunId, TypeName, WorkflowId};
 use crate::journal::{
-    self, Event, EventKind, Journal, JournalError, ModuleKind, ModuleRecord, RunFilter, RunRecord,
-    RunStatus, Write,
+    self, Event, EventKind, InboxSignal, Journal, JournalError, ModuleKind, ModuleRecord,
+    RunFilter, RunRecord, RunStatus, Write,
 };
 use crate::runtime::bindings::WorkflowPre;
 use crate::runtime::{ModuleError, Runtime, Sandbox};
 use driver::RunHost;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -72,6 +72,8 @@ pub enum EngineError {
     /// Pick another id or wait for the open run to end.
     #[error("workflow {0} is already running")]
     AlreadyRunning(WorkflowId),
+    #[error("workflow {0} is {1}; only an open run takes signals")]
+    NotOpen(WorkflowId, &'static str),
     /// Retry later.
     #[error("storage: {0}")]
     Storage(String),
@@ -110,8 +112,8 @@ pub(crate) struct Inner {
     config: EngineConfig,
     linker: Linker<Sandbox<RunHost>>,
     pres: Mutex<HashMap<(Namespace, ModuleHash), RunPre>>,
-    /// Runs whose driver is running: at most one driver per run.
-    live: Mutex<HashSet<RunId>>,
+    /// Runs whose driver is running (at most one per run), with the driver's inbox.
+    live: Mutex<HashMap<RunId, tokio::sync::mpsc::Sender<driver::RunMsg>>>,
     /// Callers waiting for a run to close.
     waiters: Mutex<HashMap<RunId, Vec<oneshot::Sender<()>>>>,
 }
@@ -135,7 +137,7 @@ impl Engine {
                 config,
                 linker,
                 pres: Mutex::new(HashMap::new()),
-                live: Mutex::new(HashSet::new()),
+                live: Mutex::new(HashMap::new()),
                 waiters: Mutex::new(HashMap::new()),
             }),
         })
@@ -158,18 +160,21 @@ impl Engine {
 
     /// Starts the run's driver unless one is already running; returns whether it did.
     fn spawn_driver(&self, run: RunRecord, events: Vec<Event>) -> bool {
-        let claimed = self
-            .inner
-            .live
-            .lock()
-            .is_ok_and(|mut live| live.insert(run.run_id.clone()));
+        let (outbox, inbox) = tokio::sync::mpsc::channel(driver::INBOX_DEPTH);
+        let claimed = self.inner.live.lock().is_ok_and(|mut live| {
+            if live.contains_key(&run.run_id) {
+                return false;
+            }
+            live.insert(run.run_id.clone(), outbox.clone());
+            true
+        });
         if !claimed {
             return false;
         }
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let run_id = run.run_id.clone();
-            driver::drive(inner.clone(), run, events).await;
+            driver::drive(inner.clone(), run, events, (outbox, inbox)).await;
             if let Ok(mut live) = inner.live.lock() {
                 live.remove(&run_id);
             }
@@ -360,6 +365,76 @@ impl Engine {
         }
     }
 
+    /// Delivers a signal to the open run of `workflow_id`; answers once the signal is
+    /// durable. Signals reach the workflow in the order they were accepted.
+    pub async fn signal(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+        name: &str,
+        input: &str,
+    ) -> EngineResult<RunRecord> {
+        validate_name("signal name", name).map_err(EngineError::InvalidInput)?;
+        self.check_payload(input)?;
+        let run = self.describe(namespace, workflow_id).await?;
+        if !run.status.is_open() {
+            return Err(EngineError::NotOpen(
+                workflow_id.clone(),
+                run.status.as_str(),
+            ));
+        }
+        let signal = InboxSignal {
+            id: 0,
+            name: name.to_owned(),
+            input: input.to_owned(),
+            received_at_ms: self.inner.clock.now_ms(),
+        };
+        let write = Write::Signal {
+            run_id: run.run_id.clone(),
+            signal,
+        };
+        match journal::commit(&*self.inner.journal, write).await {
+            Err(JournalError::RunClosed(_)) => {
+                let closed = self.describe(namespace, workflow_id).await?;
+                return Err(EngineError::NotOpen(
+                    workflow_id.clone(),
+                    closed.status.as_str(),
+                ));
+            }
+            other => other?,
+        }
+        self.inner.wake(&run.run_id).await;
+        Ok(run)
+    }
+
+    /// Signals the open run of the workflow, starting it first if none is open.
+    pub async fn signal_with_start(
+        &self,
+        request: StartRequest,
+        name: &str,
+        input: &str,
+    ) -> EngineResult<RunRecord> {
+        validate_name("signal name", name).map_err(EngineError::InvalidInput)?;
+        self.check_payload(input)?;
+        // Two attempts: the run may close between a failed start and the signal.
+        for _ in 0..2 {
+            match self.start_workflow(request.clone()).await {
+                Ok(_) | Err(EngineError::AlreadyRunning(_)) => {}
+                Err(e) => return Err(e),
+            }
+            match self
+                .signal(&request.namespace, &request.workflow_id, name, input)
+                .await
+            {
+                Err(EngineError::NotOpen(..)) => continue,
+                other => return other,
+            }
+        }
+        Err(EngineError::Storage(
+            "the workflow kept closing while being signalled; retry".into(),
+        ))
+    }
+
     /// Points a blocked run at another workflow module and resumes it at once: the
     /// deliberate override of pinning, for a run stopped by non-determinism after its
     /// module was fixed. The module must be uploaded (any name) in the same namespace.
@@ -381,7 +456,7 @@ impl Engine {
             self.inner
                 .live
                 .lock()
-                .is_ok_and(|live| live.contains(&run.run_id))
+                .is_ok_and(|live| live.contains_key(&run.run_id))
         };
         for _ in 0..200 {
             if !is_live() {
@@ -435,6 +510,19 @@ impl Engine {
 }
 
 impl Inner {
+    /// Tells a run's driver that signals wait in its inbox (no-op if it has none: the
+    /// next driver reads the inbox when it starts).
+    async fn wake(&self, run_id: &RunId) {
+        let outbox = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|live| live.get(run_id).cloned());
+        if let Some(outbox) = outbox {
+            let _ = outbox.send(driver::RunMsg::SignalsArrived).await;
+        }
+    }
+
     fn add_waiter(&self, run_id: &RunId, tx: oneshot::Sender<()>) {
         if let Ok(mut waiters) = self.waiters.lock() {
             let waiting = waiters.entry(run_id.clone()).or_default();

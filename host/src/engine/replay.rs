@@ -82,8 +82,6 @@ pub struct NonDeterminism {
 pub enum ContractViolation {
     #[error("await-next was called with no handles and no signals")]
     EmptyAwait,
-    #[error("await-next was called with signals only; this host does not deliver signals yet, so the run would wait forever")]
-    SignalsUnsupported,
     #[error("await-next was called with handle {0}, which the workflow never created")]
     UnknownHandle(Handle),
     #[error("await-next was called with handle {0}, whose result was already delivered")]
@@ -262,6 +260,10 @@ impl RunState {
             *slot = Some(self.completions.len());
             self.completions.push(index);
             self.cursor.consumed.push(false);
+        } else if event.kind.signal_name().is_some() {
+            // Signals are delivered like results, in journal order, matched by name.
+            self.completions.push(index);
+            self.cursor.consumed.push(false);
         } else if matches!(
             event.kind,
             EventKind::RunCompleted { .. } | EventKind::RunFailed { .. }
@@ -395,9 +397,6 @@ impl RunState {
         if handles.is_empty() && signals.is_empty() {
             return Err(ContractViolation::EmptyAwait);
         }
-        if handles.is_empty() {
-            return Err(ContractViolation::SignalsUnsupported);
-        }
         for &handle in handles {
             if handle.0 == 0 || handle.0 as usize > self.cursor.commands_issued {
                 return Err(ContractViolation::UnknownHandle(handle));
@@ -411,16 +410,18 @@ impl RunState {
         Ok(())
     }
 
-    /// The earliest journaled, undelivered completion for one of `handles`, marked as
-    /// delivered; the virtual clock moves to its time. None: nothing journaled yet.
-    pub fn next_completion(&mut self, handles: &[Handle]) -> Option<Event> {
+    /// The earliest journaled, undelivered result for one of `handles` or signal named
+    /// in `signals`, marked as delivered; the virtual clock moves to its time. None:
+    /// nothing that matches is journaled yet.
+    pub fn next_completion(&mut self, handles: &[Handle], signals: &[String]) -> Option<Event> {
         let cursor = &mut self.cursor;
         let position = (cursor.first_unconsumed..self.completions.len()).find(|&p| {
+            let kind = &self.events[self.completions[p]].kind;
             !cursor.consumed[p]
-                && self.events[self.completions[p]]
-                    .kind
-                    .completes()
-                    .is_some_and(|h| handles.contains(&h))
+                && (kind.completes().is_some_and(|h| handles.contains(&h))
+                    || kind
+                        .signal_name()
+                        .is_some_and(|n| signals.iter().any(|s| s == n)))
         })?;
         cursor.consumed[position] = true;
         while cursor.first_unconsumed < cursor.consumed.len()
@@ -525,7 +526,7 @@ mod tests {
             Issued::Replayed(Handle(1))
         );
         assert!(!replay.is_replaying());
-        let delivered = replay.next_completion(&[Handle(1)]).unwrap();
+        let delivered = replay.next_completion(&[Handle(1)], &[]).unwrap();
         assert_eq!(delivered.seq, Seq(2));
         assert_eq!(replay.virtual_now_ms(), 1_005);
         let Issued::New(timer) = replay
@@ -591,7 +592,10 @@ mod tests {
             );
         }
         assert_eq!(
-            s.next_completion(&[Handle(1)]).unwrap().kind.completes(),
+            s.next_completion(&[Handle(1)], &[])
+                .unwrap()
+                .kind
+                .completes(),
             Some(Handle(1))
         );
         assert_eq!(
@@ -599,7 +603,7 @@ mod tests {
             Err(ContractViolation::AlreadyDelivered(Handle(1)))
         );
         assert_eq!(
-            s.next_completion(&[Handle(1), Handle(2)])
+            s.next_completion(&[Handle(1), Handle(2)], &[])
                 .unwrap()
                 .kind
                 .completes(),
@@ -610,10 +614,7 @@ mod tests {
             Err(ContractViolation::UnknownHandle(Handle(3)))
         );
         assert_eq!(s.check_await(&[], &[]), Err(ContractViolation::EmptyAwait));
-        assert_eq!(
-            s.check_await(&[], &["approve".into()]),
-            Err(ContractViolation::SignalsUnsupported)
-        );
+        assert_eq!(s.check_await(&[], &["approve".into()]), Ok(()));
     }
 
     #[test]
@@ -716,7 +717,7 @@ mod tests {
                         picks.iter().map(|p| open[p % open.len()]).collect();
                     handles.dedup();
                     let event = loop {
-                        if let Some(event) = state.next_completion(&handles) {
+                        if let Some(event) = state.next_completion(&handles, &[]) {
                             break event;
                         }
                         let outstanding = state.outstanding();

@@ -67,6 +67,12 @@ pub enum EventKind {
     TimerFired {
         handle: Handle,
     },
+    /// A signal, moved from the run's signal inbox into its journal. Signals are
+    /// journaled in the order they arrived.
+    SignalReceived {
+        name: String,
+        input: String,
+    },
     RunCompleted {
         output: String,
     },
@@ -85,6 +91,7 @@ impl EventKind {
             EventKind::ActivityCompleted { .. } => "activity_completed",
             EventKind::ActivityFailed { .. } => "activity_failed",
             EventKind::TimerFired { .. } => "timer_fired",
+            EventKind::SignalReceived { .. } => "signal_received",
             EventKind::RunCompleted { .. } => "run_completed",
             EventKind::RunFailed { .. } => "run_failed",
         }
@@ -96,6 +103,14 @@ impl EventKind {
             EventKind::ActivityCompleted { handle, .. }
             | EventKind::ActivityFailed { handle, .. }
             | EventKind::TimerFired { handle } => Some(*handle),
+            _ => None,
+        }
+    }
+
+    /// For signal events, the signal's name.
+    pub fn signal_name(&self) -> Option<&str> {
+        match self {
+            EventKind::SignalReceived { name, .. } => Some(name),
             _ => None,
         }
     }
@@ -307,6 +322,16 @@ pub struct ModuleRecord {
     pub uploaded_at_ms: EpochMs,
 }
 
+/// A signal waiting in a run's inbox for the run's driver to journal it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InboxSignal {
+    /// Arrival order; assigned by the journal (0 before it is stored).
+    pub id: i64,
+    pub name: String,
+    pub input: String,
+    pub received_at_ms: EpochMs,
+}
+
 /// Filters for [`Journal::list_runs`].
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
@@ -323,6 +348,8 @@ pub enum JournalError {
     Storage(String),
     #[error("the journal is shut down")]
     Closed,
+    #[error("run {0} is closed")]
+    RunClosed(RunId),
 }
 
 pub type JournalResult<T> = Result<T, JournalError>;
@@ -346,7 +373,11 @@ pub enum Write {
         run_id: RunId,
         events: Vec<Event>,
         status: Option<StatusChange>,
+        /// Removes the run's inbox signals up to this id: they are among `events` now.
+        signals_upto: Option<i64>,
     },
+    /// Puts a signal in an open run's inbox; fails with `RunClosed` if the run is closed.
+    Signal { run_id: RunId, signal: InboxSignal },
     /// Points an open run at another module (a deliberate override of pinning).
     Repin {
         run_id: RunId,
@@ -386,6 +417,8 @@ pub trait Journal: Send + Sync + 'static {
     /// Runs that are running or blocked: what the engine resumes at start.
     async fn open_runs(&self) -> JournalResult<Vec<RunRecord>>;
     async fn events(&self, run_id: &RunId) -> JournalResult<Vec<Event>>;
+    /// Signals in a run's inbox, oldest first.
+    async fn inbox(&self, run_id: &RunId) -> JournalResult<Vec<InboxSignal>>;
 }
 
 /// Submits a write and waits until it is committed.

@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The schema, one entry per version; `PRAGMA user_version` records how many ran.
 /// Never edit an entry that has shipped: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE modules (
     namespace   TEXT NOT NULL,
     hash        TEXT NOT NULL,
@@ -74,7 +75,18 @@ CREATE TABLE activity_tasks (
     closed_at_ms    INTEGER,
     PRIMARY KEY (run_id, handle)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+CREATE TABLE signal_inbox (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id         TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    input          TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL
+);
+CREATE INDEX signal_inbox_by_run ON signal_inbox (run_id, id);
+"#,
+];
 
 /// Writes folded into one transaction at most; bounds the latency of a batch.
 const MAX_BATCH: usize = 1_024;
@@ -287,8 +299,14 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
             run_id,
             events,
             status,
+            signals_upto,
         } => {
             insert_events(conn, run_id, events)?;
+            if let Some(upto) = signals_upto {
+                conn.prepare_cached("DELETE FROM signal_inbox WHERE run_id = ?1 AND id <= ?2")
+                    .and_then(|mut s| s.execute(params![run_id.as_str(), upto]))
+                    .map_err(storage)?;
+            }
             if let Some(status) = status {
                 update_status(
                     conn,
@@ -296,6 +314,28 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
                     status,
                     events.last().map(|e| e.recorded_at_ms),
                 )?;
+            }
+        }
+        Write::Signal { run_id, signal } => {
+            // Accepted only while the run is open; the writer orders this against the
+            // run's own writes, so a signal never lands in a closed run's inbox.
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO signal_inbox (run_id, name, input, received_at_ms)
+                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (
+                        SELECT 1 FROM runs WHERE run_id = ?1 AND status IN ('running', 'blocked'))",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        run_id.as_str(),
+                        signal.name,
+                        signal.input,
+                        signal.received_at_ms as i64
+                    ])
+                })
+                .map_err(storage)?;
+            if inserted == 0 {
+                return Err(JournalError::RunClosed(run_id.clone()));
             }
         }
         Write::Repin {
@@ -598,6 +638,26 @@ impl Journal for SqliteJournal {
         .await
     }
 
+    async fn inbox(&self, run_id: &RunId) -> JournalResult<Vec<InboxSignal>> {
+        let id = run_id.0.clone();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, name, input, received_at_ms FROM signal_inbox
+                 WHERE run_id = ?1 ORDER BY id",
+            )?
+            .query_map(params![id], |r| {
+                Ok(InboxSignal {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    input: r.get(2)?,
+                    received_at_ms: r.get::<_, i64>(3)? as u64,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
     async fn events(&self, run_id: &RunId) -> JournalResult<Vec<Event>> {
         let id = run_id.0.clone();
         let bodies: Vec<String> = self
@@ -679,6 +739,7 @@ mod tests {
                     run_id: RunId("r1".into()),
                     events: vec![timer],
                     status: None,
+                    signals_upto: None,
                 },
             )
             .await
@@ -704,6 +765,7 @@ mod tests {
                 status: Some(StatusChange::Completed {
                     output: "\"ok\"".into(),
                 }),
+                signals_upto: None,
             },
         )
         .await
@@ -767,6 +829,7 @@ mod tests {
                 run_id: RunId("r1".into()),
                 events: vec![started(0)],
                 status: None,
+                signals_upto: None,
             },
         )
         .await;
