@@ -300,3 +300,57 @@ fn a_blocked_run_is_reported_and_resumes_after_a_repin() {
     let again = server.cli(&["workflow", "repin", "--id", "nd", "--module-hash", &changed]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("only a blocked run"));
 }
+
+#[test]
+fn terminate_ends_a_waiting_run_at_once_and_records_why() {
+    let dir = tempdir();
+    let module = format!("steps={}", guest("steps").display());
+    let server = Server::start(dir.path(), &["--module", &module]);
+    let input = r#"{"steps": 2, "mode": "sequential", "sleep_ms": 600000}"#;
+    server.cli_ok(&[
+        "workflow", "start", "--type", "steps", "--id", "stuck", "--input", input,
+    ]);
+    server.wait_for_history("stuck", Duration::from_secs(20), |t| {
+        t.iter().any(|t| t == "timer_started")
+    });
+    server.cli_ok(&[
+        "workflow",
+        "terminate",
+        "--id",
+        "stuck",
+        "--reason",
+        "customer cancelled the order",
+    ]);
+
+    let run = server.cli_json(&["workflow", "describe", "--id", "stuck"]);
+    assert_eq!(run["status"], "terminated");
+    assert_eq!(run["failure"]["message"], "customer cancelled the order");
+    let events = server.cli_json(&["workflow", "history", "--id", "stuck"])["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "run_terminated");
+    assert_eq!(last["reason"], "customer cancelled the order");
+    let out = server.cli(&["workflow", "result", "--id", "stuck", "--timeout", "5"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("terminated"));
+
+    let again = server.cli(&["workflow", "terminate", "--id", "stuck"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("workflow_closed"));
+    // The id is free again once its run is closed.
+    server.cli_ok(&[
+        "workflow",
+        "start",
+        "--type",
+        "steps",
+        "--id",
+        "stuck",
+        "--input",
+        r#"{"steps": 1, "mode": "sequential"}"#,
+    ]);
+    assert_eq!(
+        server.cli_json(&["workflow", "result", "--id", "stuck", "--timeout", "30"])["sum"],
+        1
+    );
+}

@@ -69,6 +69,10 @@ pub fn router(state: ApiState) -> Router {
             post(signal_workflow),
         )
         .route(
+            &format!("{ns}/workflows/{{id}}/terminate"),
+            post(terminate_workflow),
+        )
+        .route(
             &format!("{ns}/workflows/{{id}}/signal-with-start"),
             post(signal_with_start),
         )
@@ -354,6 +358,29 @@ async fn signal_with_start(
     let run = state
         .engine
         .signal_with_start(request, &body.signal_name, &signal_input)
+        .await?;
+    Ok(Json(RunView::from(run)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TerminateBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn terminate_workflow(
+    State(state): State<ApiState>,
+    ApiPath((ns, id)): ApiPath<(String, String)>,
+    body: Result<Json<TerminateBody>, JsonRejection>,
+) -> Result<Json<RunView>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "terminated by an operator".into());
+    let run = state
+        .engine
+        .terminate(&namespace(ns)?, &workflow_id(id)?, &reason)
         .await?;
     Ok(Json(RunView::from(run)))
 }

@@ -142,6 +142,13 @@ enum WorkflowCommand {
         #[arg(long, default_value = "null")]
         start_input: String,
     },
+    /// End a running workflow at once (no clean-up runs); recorded in its history.
+    Terminate {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Show a workflow's newest run.
     Describe {
         #[arg(long)]
@@ -320,10 +327,11 @@ async fn workflow_command(
             let run = client.result(&id, timeout.map(Duration::from_secs)).await?;
             match run["status"].as_str() {
                 Some("completed") => print_json(&run["output"]),
-                Some("failed") => {
+                Some("failed") | Some("terminated") => {
                     let failure = &run["failure"];
                     eprintln!(
-                        "workflow {id} failed: {} [{}]",
+                        "workflow {id} {}: {} [{}]",
+                        run["status"].as_str().unwrap_or("failed"),
                         failure["message"].as_str().unwrap_or("?"),
                         failure["error_type"].as_str().unwrap_or("?")
                     );
@@ -346,6 +354,10 @@ async fn workflow_command(
             }
         }
         WorkflowCommand::Describe { id } => print_json(&client.describe(&id).await?),
+        WorkflowCommand::Terminate { id, reason } => {
+            client.terminate(&id, reason.as_deref()).await?;
+            println!("workflow {id} terminated");
+        }
         WorkflowCommand::Signal {
             id,
             name,

@@ -33,6 +33,20 @@ pub(super) enum RunMsg {
     },
     /// New signals are in the run's inbox in the journal.
     SignalsArrived,
+    /// End the run now; answer once that is durable.
+    Terminate {
+        reason: String,
+        done: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
+    },
+}
+
+/// What `receive` did.
+#[derive(Debug, PartialEq)]
+enum Received {
+    /// Journaled what arrived.
+    Events,
+    /// Journaled the run's termination: the guest must stop.
+    Terminated,
 }
 
 /// Bound on a run's inbox. A run has at most one message per outstanding command, and
@@ -47,6 +61,8 @@ const MAX_RANDOM_BYTES: u32 = 1 << 16;
 enum Abort {
     #[error("evicted while waiting")]
     Evict,
+    #[error("terminated")]
+    Terminated,
     #[error(transparent)]
     NonDeterminism(#[from] NonDeterminism),
     #[error(transparent)]
@@ -93,6 +109,8 @@ enum InstanceEnd {
     /// The host could not go on (storage failure, module missing): the run stays open
     /// and resumes on the next start.
     HostError(String),
+    /// Terminated from outside; the termination is journaled already.
+    Terminated,
 }
 
 pub(super) async fn drive(
@@ -151,8 +169,13 @@ pub(super) async fn drive(
         let outcome = match end {
             InstanceEnd::Evicted => {
                 tracing::debug!(run = %run_id, "evicted while waiting");
-                host.receive().await.map_err(|e| e.to_string())
+                match host.receive().await {
+                    Ok(Received::Events) => Ok(()),
+                    Ok(Received::Terminated) => return,
+                    Err(e) => Err(e.to_string()),
+                }
             }
+            InstanceEnd::Terminated => return,
             InstanceEnd::Returned(result) => match host.finish(result).await {
                 Ok(()) => return,
                 Err(e) => Err(e.to_string()),
@@ -252,6 +275,7 @@ fn classify(
                         &stderr,
                     ))),
                     Abort::Journal(e) => InstanceEnd::HostError(e.to_string()),
+                    Abort::Terminated => InstanceEnd::Terminated,
                 };
             }
             let (error_type, message) = describe_trap(&error);
@@ -352,7 +376,9 @@ fn failure_from_wit(f: wit::Failure) -> Failure {
 fn failure_to_wit(f: Failure) -> wit::Failure {
     wit::Failure {
         kind: match f.kind {
-            FailureKind::Application | FailureKind::Sandbox => wit::FailureKind::Application,
+            FailureKind::Application | FailureKind::Sandbox | FailureKind::Terminated => {
+                wit::FailureKind::Application
+            }
             FailureKind::Timeout => wit::FailureKind::Timeout,
             FailureKind::UnknownActivity => wit::FailureKind::UnknownActivity,
             FailureKind::Cancelled => wit::FailureKind::Cancelled,
@@ -474,10 +500,7 @@ impl RunHost {
         status: Option<StatusChange>,
     ) -> Result<(), JournalError> {
         let ticket = self.submit(events, status, None).await;
-        for earlier in std::mem::take(&mut self.unconfirmed) {
-            earlier.await?;
-        }
-        ticket.await
+        self.confirm(ticket).await
     }
 
     /// Replaces the in-memory journal with what storage holds, dropping events whose
@@ -501,11 +524,12 @@ impl RunHost {
 
     /// Waits for at least one message from the run's tasks, journals every result that
     /// is waiting, and returns once they are committed.
-    async fn receive(&mut self) -> Result<(), JournalError> {
+    async fn receive(&mut self) -> Result<Received, JournalError> {
         self.flush().await;
         let first = self.inbox.recv().await.ok_or(JournalError::Closed)?;
         let mut events = Vec::new();
         let mut signals_arrived = false;
+        let mut terminate = None;
         let mut next = Some(first);
         while let Some(message) = next {
             next = self.inbox.try_recv().ok();
@@ -514,6 +538,10 @@ impl RunHost {
                 RunMsg::SignalsArrived => {
                     signals_arrived = true;
                     continue;
+                }
+                RunMsg::Terminate { reason, done } => {
+                    terminate = Some((reason, done));
+                    break;
                 }
                 RunMsg::ActivityDone { handle, .. } | RunMsg::TimerFired { handle }
                     if !self.state.awaits_result(handle) =>
@@ -559,7 +587,27 @@ impl RunHost {
                 signals_upto = Some(signal.id);
             }
         }
+        if let Some((reason, done)) = terminate {
+            // Commands issued but not yet queued are kept for the record, like at a
+            // normal end; results received with the request are kept too.
+            let mut all = std::mem::take(&mut self.pending);
+            all.append(&mut events);
+            let end = EventKind::RunTerminated {
+                reason: reason.clone(),
+            };
+            all.push(self.state.record(end, self.inner.clock.now_ms()));
+            let status = StatusChange::Terminated { reason };
+            let ticket = self.submit(all, Some(status), signals_upto).await;
+            let outcome = self.confirm(ticket).await;
+            let _ = done.send(outcome.clone());
+            return outcome.map(|()| Received::Terminated);
+        }
         let ticket = self.submit(events, None, signals_upto).await;
+        self.confirm(ticket).await.map(|()| Received::Events)
+    }
+
+    /// Waits until `ticket` and everything queued before it is durable.
+    async fn confirm(&mut self, ticket: CommitTicket) -> Result<(), JournalError> {
         for earlier in std::mem::take(&mut self.unconfirmed) {
             earlier.await?;
         }
@@ -699,7 +747,9 @@ impl wit::Host for RunHost {
                 self.flush().await;
                 return Err(abort(Abort::Evict));
             }
-            self.receive().await.map_err(abort)?;
+            if self.receive().await.map_err(abort)? == Received::Terminated {
+                return Err(abort(Abort::Terminated));
+            }
         }
     }
 

@@ -161,23 +161,14 @@ impl Engine {
     /// Starts the run's driver unless one is already running; returns whether it did.
     fn spawn_driver(&self, run: RunRecord, events: Vec<Event>) -> bool {
         let (outbox, inbox) = tokio::sync::mpsc::channel(driver::INBOX_DEPTH);
-        let claimed = self.inner.live.lock().is_ok_and(|mut live| {
-            if live.contains_key(&run.run_id) {
-                return false;
-            }
-            live.insert(run.run_id.clone(), outbox.clone());
-            true
-        });
-        if !claimed {
+        if !self.inner.claim(&run.run_id, outbox.clone()) {
             return false;
         }
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let run_id = run.run_id.clone();
             driver::drive(inner.clone(), run, events, (outbox, inbox)).await;
-            if let Ok(mut live) = inner.live.lock() {
-                live.remove(&run_id);
-            }
+            inner.release(&run_id);
             inner.notify_closed(&run_id);
         });
         true
@@ -407,6 +398,92 @@ impl Engine {
         Ok(run)
     }
 
+    /// Ends the open run of `workflow_id` at once, recording `reason` in its history.
+    /// The workflow gets no say (no clean-up runs); answers once the end is durable.
+    pub async fn terminate(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+        reason: &str,
+    ) -> EngineResult<RunRecord> {
+        if reason.len() > 4_096 {
+            return Err(EngineError::InvalidInput(
+                "the reason is longer than 4096 bytes".into(),
+            ));
+        }
+        for _ in 0..100 {
+            let run = self.describe(namespace, workflow_id).await?;
+            if !run.status.is_open() {
+                return Err(EngineError::NotOpen(
+                    workflow_id.clone(),
+                    run.status.as_str(),
+                ));
+            }
+            let driver = self
+                .inner
+                .live
+                .lock()
+                .ok()
+                .and_then(|live| live.get(&run.run_id).cloned());
+            let done = match driver {
+                // The driver journals the end at the guest's next wait.
+                Some(outbox) => {
+                    let (done, answer) = oneshot::channel();
+                    let message = driver::RunMsg::Terminate {
+                        reason: reason.to_owned(),
+                        done,
+                    };
+                    if outbox.send(message).await.is_err() {
+                        continue;
+                    }
+                    match answer.await {
+                        Ok(result) => result.map_err(EngineError::from),
+                        // The driver ended first (the run closed): look again.
+                        Err(_) => continue,
+                    }
+                }
+                // No driver (a blocked run): append the end ourselves, holding the slot
+                // so that no driver starts meanwhile.
+                None => {
+                    let (placeholder, _unused) = tokio::sync::mpsc::channel(1);
+                    if !self.inner.claim(&run.run_id, placeholder) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                    let result = self.terminate_without_driver(&run, reason).await;
+                    self.inner.release(&run.run_id);
+                    self.inner.notify_closed(&run.run_id);
+                    result
+                }
+            };
+            done?;
+            return self.describe(namespace, workflow_id).await;
+        }
+        Err(EngineError::Storage(
+            "the run kept changing while being terminated; retry".into(),
+        ))
+    }
+
+    async fn terminate_without_driver(&self, run: &RunRecord, reason: &str) -> EngineResult<()> {
+        let events = self.inner.journal.events(&run.run_id).await?;
+        let mut state =
+            replay::RunState::new(events).map_err(|e| EngineError::Storage(e.to_string()))?;
+        let end = EventKind::RunTerminated {
+            reason: reason.to_owned(),
+        };
+        let event = state.record(end, self.inner.clock.now_ms());
+        let write = Write::Append {
+            run_id: run.run_id.clone(),
+            events: vec![event],
+            status: Some(journal::StatusChange::Terminated {
+                reason: reason.to_owned(),
+            }),
+            signals_upto: None,
+        };
+        journal::commit(&*self.inner.journal, write).await?;
+        Ok(())
+    }
+
     /// Signals the open run of the workflow, starting it first if none is open.
     pub async fn signal_with_start(
         &self,
@@ -510,6 +587,24 @@ impl Engine {
 }
 
 impl Inner {
+    /// Takes the right to append to a run's journal (the driver's, or an operator
+    /// action's on a run without a driver). False if someone holds it.
+    fn claim(&self, run_id: &RunId, outbox: tokio::sync::mpsc::Sender<driver::RunMsg>) -> bool {
+        self.live.lock().is_ok_and(|mut live| {
+            if live.contains_key(run_id) {
+                return false;
+            }
+            live.insert(run_id.clone(), outbox);
+            true
+        })
+    }
+
+    fn release(&self, run_id: &RunId) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(run_id);
+        }
+    }
+
     /// Tells a run's driver that signals wait in its inbox (no-op if it has none: the
     /// next driver reads the inbox when it starts).
     async fn wake(&self, run_id: &RunId) {

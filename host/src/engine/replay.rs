@@ -266,7 +266,9 @@ impl RunState {
             self.cursor.consumed.push(false);
         } else if matches!(
             event.kind,
-            EventKind::RunCompleted { .. } | EventKind::RunFailed { .. }
+            EventKind::RunCompleted { .. }
+                | EventKind::RunFailed { .. }
+                | EventKind::RunTerminated { .. }
         ) {
             self.closed = true;
         }
@@ -615,6 +617,45 @@ mod tests {
         );
         assert_eq!(s.check_await(&[], &[]), Err(ContractViolation::EmptyAwait));
         assert_eq!(s.check_await(&[], &["approve".into()]), Ok(()));
+    }
+
+    #[test]
+    fn signals_are_delivered_by_name_in_journal_order_and_wait_when_not_asked_for() {
+        let mut s = RunState::new(vec![started()]).unwrap();
+        s.issue(activity("a", "1"), 1).unwrap();
+        let signal = |name: &str, input: &str| EventKind::SignalReceived {
+            name: name.into(),
+            input: input.into(),
+        };
+        s.record(signal("approve", "1"), 2_010);
+        s.record(
+            EventKind::ActivityCompleted {
+                handle: Handle(1),
+                output: "x".into(),
+                attempts: 1,
+            },
+            2_011,
+        );
+        s.record(signal("approve", "2"), 2_012);
+        s.record(signal("reject", "3"), 2_013);
+        // Waiting on the activity alone leaves the earlier signal queued.
+        let first = s.next_completion(&[Handle(1)], &[]).unwrap();
+        assert_eq!(first.kind.completes(), Some(Handle(1)));
+        let approve = |s: &mut RunState| match s.next_completion(&[], &["approve".into()]) {
+            Some(Event {
+                kind: EventKind::SignalReceived { input, .. },
+                ..
+            }) => Some(input),
+            _ => None,
+        };
+        assert_eq!(approve(&mut s).as_deref(), Some("1"));
+        assert_eq!(approve(&mut s).as_deref(), Some("2"));
+        assert_eq!(approve(&mut s), None, "reject is not approve");
+        let reject = s
+            .next_completion(&[], &["approve".into(), "reject".into()])
+            .unwrap();
+        assert_eq!(reject.kind.signal_name(), Some("reject"));
+        assert_eq!(s.virtual_now_ms(), 2_013);
     }
 
     #[test]

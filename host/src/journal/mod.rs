@@ -79,6 +79,10 @@ pub enum EventKind {
     RunFailed {
         failure: Failure,
     },
+    /// Ended from outside (`terminate`), without the workflow's say.
+    RunTerminated {
+        reason: String,
+    },
 }
 
 impl EventKind {
@@ -94,6 +98,7 @@ impl EventKind {
             EventKind::SignalReceived { .. } => "signal_received",
             EventKind::RunCompleted { .. } => "run_completed",
             EventKind::RunFailed { .. } => "run_failed",
+            EventKind::RunTerminated { .. } => "run_terminated",
         }
     }
 
@@ -222,6 +227,8 @@ pub enum FailureKind {
     /// The workflow's sandbox stopped it: a trap, fuel or memory exhausted, a stack
     /// overflow, a deadline.
     Sandbox,
+    /// The run was terminated from outside.
+    Terminated,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +240,8 @@ pub enum RunStatus {
     /// Stopped by a non-determinism error; resumes when the server restarts, e.g. after
     /// the run has been pinned to a fixed module.
     Blocked,
+    /// Ended by `terminate`.
+    Terminated,
 }
 
 impl RunStatus {
@@ -242,6 +251,7 @@ impl RunStatus {
             RunStatus::Completed => "completed",
             RunStatus::Failed => "failed",
             RunStatus::Blocked => "blocked",
+            RunStatus::Terminated => "terminated",
         }
     }
 
@@ -251,6 +261,7 @@ impl RunStatus {
             "completed" => RunStatus::Completed,
             "failed" => RunStatus::Failed,
             "blocked" => RunStatus::Blocked,
+            "terminated" => RunStatus::Terminated,
             _ => return None,
         })
     }
@@ -284,6 +295,7 @@ pub enum StatusChange {
     Completed { output: String },
     Failed { failure: Failure },
     Blocked { reason: String },
+    Terminated { reason: String },
     Running,
 }
 

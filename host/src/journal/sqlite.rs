@@ -429,7 +429,9 @@ fn update_status(
 ) -> JournalResult<()> {
     if matches!(
         status,
-        StatusChange::Completed { .. } | StatusChange::Failed { .. }
+        StatusChange::Completed { .. }
+            | StatusChange::Failed { .. }
+            | StatusChange::Terminated { .. }
     ) {
         // A closed run waits for nothing: its timers are dropped, and activities without
         // a result are marked abandoned (attempts in flight are not cancelled; their
@@ -461,6 +463,16 @@ fn update_status(
         ),
         StatusChange::Blocked { reason } => {
             (RunStatus::Blocked, None, None, Some(reason.clone()), None)
+        }
+        StatusChange::Terminated { reason } => {
+            let failure = Failure::new(FailureKind::Terminated, "terminated", reason.clone());
+            (
+                RunStatus::Terminated,
+                None,
+                Some(serde_json::to_string(&failure).map_err(storage)?),
+                None,
+                at_ms,
+            )
         }
         StatusChange::Running => (RunStatus::Running, None, None, None, None),
     };
