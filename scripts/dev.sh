@@ -10,4 +10,5 @@ scripts/build-guests.sh
 cargo build --release -p spool
 exec target/release/spool server start-dev \
     --module onboarding=target/guests/onboarding.wasm \
+    --module expense-approval=target/guests/expense-approval.wasm \
     "$@"

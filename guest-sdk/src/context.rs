@@ -10,9 +10,11 @@ use serde::Serialize;
 
 use crate::__bindings::spool::workflow::context as wit;
 use crate::retry::duration_to_ms;
+use crate::signal::Handlers;
 use crate::{ActivityError, ActivityHandle, RetryPolicy, TimerHandle};
 
-/// The workflow's handle on the host: activities, timers, time, randomness, logging.
+/// The workflow's handle on the host: activities, timers, signals, time, randomness,
+/// logging.
 ///
 /// The SDK creates one per run and passes it to the workflow function; it cannot be
 /// built by hand.
@@ -30,12 +32,15 @@ use crate::{ActivityError, ActivityHandle, RetryPolicy, TimerHandle};
 /// ```
 #[derive(Debug)]
 pub struct Context {
-    _private: (),
+    /// The handlers registered with [`Context::on_signal`].
+    pub(crate) signals: Handlers,
 }
 
 impl Context {
     pub(crate) fn new() -> Self {
-        Context { _private: () }
+        Context {
+            signals: Handlers::default(),
+        }
     }
 
     /// Prepares a call to the activity `name`: a built-in such as `"spool.echo"` or

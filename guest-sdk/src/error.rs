@@ -39,7 +39,9 @@ pub enum FailureKind {
     UnknownActivity,
     /// The work was cancelled.
     Cancelled,
-    /// The SDK could not serialize the activity's input, so the activity never started.
+    /// The SDK could not serialize the activity's input, so the activity never started;
+    /// or a signal's input did not deserialize into the type the workflow asked for
+    /// (error type `"invalid_signal"`, the raw input in the details).
     InvalidInput,
     /// The activity succeeded, but its output did not deserialize into the type asked
     /// for. The raw output is in [`ActivityError::details`].
@@ -311,6 +313,19 @@ impl WorkflowError {
         self.details.as_deref()
     }
 
+    /// A signal whose input does not fit the type asked for: kind
+    /// [`FailureKind::InvalidInput`], type `"invalid_signal"`, non-retryable (replay
+    /// delivers the same input), the raw input as details.
+    pub(crate) fn invalid_signal(signal: &str, error: &serde_json::Error, raw: &str) -> Self {
+        WorkflowError {
+            kind: FailureKind::InvalidInput,
+            error_type: "invalid_signal".to_owned(),
+            message: format!("input of signal `{signal}` did not deserialize: {error}"),
+            non_retryable: true,
+            details: Some(raw.to_owned()),
+        }
+    }
+
     pub(crate) fn into_wit(self) -> wit::Failure {
         wit::Failure {
             kind: self.kind.to_wit(),
@@ -424,6 +439,17 @@ mod tests {
             WorkflowError::from(e).into_wit().kind,
             wit::FailureKind::Application
         );
+    }
+
+    #[test]
+    fn a_signal_that_does_not_fit_fails_the_run_as_application() {
+        let bad = serde_json::from_str::<u32>("{}").unwrap_err();
+        let e = WorkflowError::invalid_signal("approve", &bad, "{}");
+        assert_eq!(e.kind(), FailureKind::InvalidInput);
+        assert_eq!(e.error_type(), "invalid_signal");
+        assert!(e.is_non_retryable());
+        assert_eq!(e.details(), Some("{}"));
+        assert_eq!(e.into_wit().kind, wit::FailureKind::Application);
     }
 
     #[test]

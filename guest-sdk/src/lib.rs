@@ -81,6 +81,42 @@
 //! [`ActivityBuilder::start`] returns at once, and [`Context::all`] and
 //! [`Context::any`] report completions in the order the host journaled them.
 //!
+//! # Signals
+//!
+//! A signal is a named message with a JSON input, sent to a running workflow from
+//! outside (`spool workflow signal --id ID --name approve --input '{"by": "ann"}'`).
+//! The host queues signals in arrival order and hands one to the workflow only when the
+//! workflow waits for it, so signals reach the workflow at the same points on every
+//! replay:
+//!
+//! - [`Context::wait_signal`] waits for the next signal of one name, with an optional
+//!   durable timeout;
+//! - [`Context::on_signal`] registers a handler that updates workflow state, and
+//!   [`Context::wait_condition`] waits until a condition on that state holds, running
+//!   handlers as signals arrive. Handlers run only inside `wait_signal` and
+//!   `wait_condition`: signals that arrive while the workflow waits for an activity or
+//!   a timer stay queued, in order, until then;
+//! - [`Context::next_signal`] gives a [`SignalHandle`] that [`Context::any`] can race
+//!   against activities and timers.
+//!
+//! ```no_run
+//! use std::cell::Cell;
+//! use std::rc::Rc;
+//! use std::time::Duration;
+//! use spool_sdk::{Context, WorkflowError};
+//!
+//! fn publish(ctx: &Context, draft: String) -> Result<bool, WorkflowError> {
+//!     let approved = Rc::new(Cell::new(false));
+//!     let flag = Rc::clone(&approved);
+//!     ctx.on_signal("approve", move |_: serde_json::Value| flag.set(true));
+//!     if !ctx.wait_condition(|| approved.get(), Some(Duration::from_secs(7 * 86_400))) {
+//!         return Ok(false); // nobody approved within a week
+//!     }
+//!     ctx.activity("cms.publish").input(&draft).call::<()>()?;
+//!     Ok(true)
+//! }
+//! ```
+//!
 //! # Errors
 //!
 //! Waiting on an activity gives `Result<T, `[`ActivityError`]`>`, whose fields say what
@@ -93,7 +129,9 @@
 //! - `context.rs`: [`Context`], [`ActivityBuilder`], [`WorkflowInfo`], [`Level`]: one
 //!   method per host import.
 //! - `wait.rs`: [`ActivityHandle`], [`TimerHandle`], [`Context::all`],
-//!   [`Context::any`]: everything that blocks on `await-next`.
+//!   [`Context::any`]: the one path to `await-next`, and waiting on handles.
+//! - `signal.rs`: [`Context::wait_signal`], [`Context::on_signal`],
+//!   [`Context::wait_condition`], [`SignalHandle`]: receiving signals.
 //! - `retry.rs`: [`RetryPolicy`] and the `Duration` → milliseconds rule.
 //! - `error.rs`: [`FailureKind`], [`ActivityError`], [`WorkflowError`].
 //! - `export.rs`: the glue behind [`workflow!`] (JSON in, JSON or `failure` out).
@@ -102,6 +140,7 @@
 mod context;
 mod error;
 mod retry;
+mod signal;
 mod wait;
 
 #[doc(hidden)]
@@ -126,6 +165,7 @@ pub mod __bindings {
 pub use context::{ActivityBuilder, Context, Level, WorkflowInfo};
 pub use error::{ActivityError, FailureKind, WorkflowError};
 pub use retry::RetryPolicy;
+pub use signal::SignalHandle;
 pub use wait::{ActivityHandle, Awaitable, Outcome, Ready, TimerHandle};
 
 /// Exports a workflow function as the component's `run`.

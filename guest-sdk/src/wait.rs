@@ -1,46 +1,100 @@
 //! Handles to started work, and waiting on them.
 //!
 //! Every wait goes through one host call, `await-next`, which returns the earliest
-//! journaled event among the handles named. A handle remembers its outcome once it has
-//! settled, so waiting on it again (or reading it after [`Context::any`] chose it)
-//! answers at once without asking the host; the SDK therefore never names a settled
-//! handle to the host, and never calls `await-next` with an empty list.
+//! journaled event among the handles and signal names given. A handle remembers its
+//! outcome once it has settled, so waiting on it again (or reading it after
+//! [`Context::any`] chose it) answers at once without asking the host; the SDK therefore
+//! never names a settled handle to the host, and never calls `await-next` with nothing
+//! to wait for.
 
 use std::cell::{Cell, RefCell};
 
 use serde::de::DeserializeOwned;
 
 use crate::__bindings::spool::workflow::context as wit;
-use crate::{ActivityError, Context};
+use crate::{ActivityError, Context, WorkflowError};
 
 /// What `await-next` reported for one handle.
 pub enum Settled {
     Activity(Result<String, wit::Failure>),
     TimerFired,
+    /// A signal's JSON input; settles a [`SignalHandle`](crate::SignalHandle).
+    Signal(String),
 }
 
-/// Blocks until one of `handles` settles. `handles` must not be empty.
-fn await_next(handles: &[u32]) -> (u32, Settled) {
-    assert!(!handles.is_empty(), "await-next needs at least one handle");
-    match wit::await_next(handles, &[]) {
-        wit::Event::ActivityCompleted(done) => (done.handle, Settled::Activity(Ok(done.output))),
-        wit::Event::ActivityFailed(failed) => {
-            (failed.handle, Settled::Activity(Err(failed.failure)))
+/// What one `await-next` call delivered: a result for a handle, or a signal.
+pub(crate) enum Delivered {
+    Handle(u32, Settled),
+    Signal { name: String, input: String },
+}
+
+/// The host calls the waiting loops make, behind a trait so that unit tests can play
+/// the host from a script. [`Wit`] is the real one.
+pub(crate) trait Host {
+    /// Blocks until one of `handles` settles or a signal named in `signals` arrives.
+    /// At least one of the two must be non-empty.
+    fn await_next(&mut self, handles: &[u32], signals: &[String]) -> Delivered;
+    /// Writes a warning to the workflow log.
+    fn warn(&mut self, message: &str);
+}
+
+/// The host through the `spool:workflow/context` imports.
+pub(crate) struct Wit;
+
+impl Host for Wit {
+    fn await_next(&mut self, handles: &[u32], signals: &[String]) -> Delivered {
+        assert!(
+            !(handles.is_empty() && signals.is_empty()),
+            "await-next needs at least one handle or signal name"
+        );
+        match wit::await_next(handles, signals) {
+            wit::Event::ActivityCompleted(done) => {
+                Delivered::Handle(done.handle, Settled::Activity(Ok(done.output)))
+            }
+            wit::Event::ActivityFailed(failed) => {
+                Delivered::Handle(failed.handle, Settled::Activity(Err(failed.failure)))
+            }
+            wit::Event::TimerFired(handle) => Delivered::Handle(handle, Settled::TimerFired),
+            wit::Event::Signal(signal) => Delivered::Signal {
+                name: signal.name,
+                input: signal.input,
+            },
         }
-        wit::Event::TimerFired(handle) => (handle, Settled::TimerFired),
-        wit::Event::Signal(signal) => panic!(
-            "host delivered signal `{}` although the SDK asked for none",
-            signal.name
-        ),
+    }
+
+    fn warn(&mut self, message: &str) {
+        wit::log(wit::LogLevel::Warn, message);
+    }
+}
+
+/// Blocks until `handle` settles.
+fn await_one(handle: u32) -> Settled {
+    match Wit.await_next(&[handle], &[]) {
+        Delivered::Handle(got, settled) => {
+            assert_eq!(got, handle, "host answered for a handle not asked for");
+            settled
+        }
+        Delivered::Signal { name, .. } => {
+            panic!("host delivered signal `{name}` although the SDK asked for none")
+        }
     }
 }
 
 mod sealed {
+    /// What an unsettled awaitable waits for.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Pending<'a> {
+        /// A host handle (activity or timer).
+        Handle(u32),
+        /// The next signal of this name.
+        Signal(&'a str),
+    }
+
     /// The operations [`Context::any`](crate::Context::any) needs; sealed so that the
     /// set of awaitable things stays the SDK's to decide.
     pub trait Waitable {
-        /// The host handle, while the outcome is still unknown.
-        fn pending(&self) -> Option<u32>;
+        /// What it waits for, while the outcome is still unknown.
+        fn pending(&self) -> Option<Pending<'_>>;
         /// Records what the host reported for this handle.
         fn settle(&self, settled: super::Settled);
         /// The outcome, once settled.
@@ -48,7 +102,10 @@ mod sealed {
     }
 }
 
-/// Something [`Context::any`] can wait on: an [`ActivityHandle`] or a [`TimerHandle`].
+pub(crate) use sealed::{Pending, Waitable};
+
+/// Something [`Context::any`] can wait on: an [`ActivityHandle`], a [`TimerHandle`] or
+/// a [`SignalHandle`](crate::SignalHandle).
 ///
 /// The trait is sealed; pass handles as `&dyn Awaitable`, which a `&handle` in an
 /// array literal becomes by itself:
@@ -79,6 +136,7 @@ pub trait Awaitable: sealed::Waitable {}
 ///     Outcome::Activity(Ok(json)) => ctx.log_info(format!("report: {json}")),
 ///     Outcome::Activity(Err(e)) => ctx.log_error(format!("report failed: {e}")),
 ///     Outcome::TimerFired => ctx.log_warn("report is late"),
+///     Outcome::Signal(_) => unreachable!("no signal handle was given"),
 /// }
 /// # }
 /// ```
@@ -89,6 +147,11 @@ pub enum Outcome {
     Activity(Result<serde_json::Value, ActivityError>),
     /// A timer fired.
     TimerFired,
+    /// A signal arrived: its input as untyped JSON (the host accepts only JSON, so an
+    /// error here is rare), or why it did not decode. For a typed value call
+    /// [`SignalHandle::input`](crate::SignalHandle::input) on the same handle; it
+    /// answers at once.
+    Signal(Result<serde_json::Value, WorkflowError>),
 }
 
 /// The first handle to settle among those given to [`Context::any`].
@@ -183,9 +246,7 @@ impl ActivityHandle {
     /// ```
     pub fn result<T: DeserializeOwned>(&self) -> Result<T, ActivityError> {
         if let Some(handle) = self.pending_handle() {
-            let (got, settled) = await_next(&[handle]);
-            assert_eq!(got, handle, "host answered for a handle not asked for");
-            self.settle_with(settled);
+            self.settle_with(await_one(handle));
         }
         match &*self.state.borrow() {
             ActivityState::Done(Ok(raw)) => serde_json::from_str(raw)
@@ -205,15 +266,20 @@ impl ActivityHandle {
     fn settle_with(&self, settled: Settled) {
         let result = match settled {
             Settled::Activity(result) => result.map_err(ActivityError::from_wit),
-            Settled::TimerFired => panic!("host reported a timer for activity `{}`", self.name),
+            Settled::TimerFired | Settled::Signal(_) => {
+                panic!(
+                    "host reported a timer or signal for activity `{}`",
+                    self.name
+                )
+            }
         };
         *self.state.borrow_mut() = ActivityState::Done(result);
     }
 }
 
-impl sealed::Waitable for ActivityHandle {
-    fn pending(&self) -> Option<u32> {
-        self.pending_handle()
+impl Waitable for ActivityHandle {
+    fn pending(&self) -> Option<Pending<'_>> {
+        self.pending_handle().map(Pending::Handle)
     }
 
     fn settle(&self, settled: Settled) {
@@ -277,24 +343,24 @@ impl TimerHandle {
     /// ```
     pub fn wait(&self) {
         if let TimerState::Pending(handle) = self.state.get() {
-            let (got, settled) = await_next(&[handle]);
-            assert_eq!(got, handle, "host answered for a handle not asked for");
-            self.settle_with(settled);
+            self.settle_with(await_one(handle));
         }
     }
 
     fn settle_with(&self, settled: Settled) {
         match settled {
             Settled::TimerFired => self.state.set(TimerState::Fired),
-            Settled::Activity(_) => panic!("host reported an activity result for a timer"),
+            Settled::Activity(_) | Settled::Signal(_) => {
+                panic!("host reported an activity result or a signal for a timer")
+            }
         }
     }
 }
 
-impl sealed::Waitable for TimerHandle {
-    fn pending(&self) -> Option<u32> {
+impl Waitable for TimerHandle {
+    fn pending(&self) -> Option<Pending<'_>> {
         match self.state.get() {
-            TimerState::Pending(handle) => Some(handle),
+            TimerState::Pending(handle) => Some(Pending::Handle(handle)),
             TimerState::Fired => None,
         }
     }
@@ -327,7 +393,12 @@ pub(crate) fn all<T: DeserializeOwned>(
         }
     }
     while !ids.is_empty() {
-        let (got, settled) = await_next(&ids);
+        let (got, settled) = match Wit.await_next(&ids, &[]) {
+            Delivered::Handle(got, settled) => (got, settled),
+            Delivered::Signal { name, .. } => {
+                panic!("host delivered signal `{name}` although the SDK asked for none")
+            }
+        };
         let at = ids
             .iter()
             .position(|&id| id == got)
@@ -340,7 +411,7 @@ pub(crate) fn all<T: DeserializeOwned>(
 }
 
 /// Waits until the first handle settles. See [`Context::any`].
-pub(crate) fn any(handles: &[&dyn Awaitable]) -> Ready {
+pub(crate) fn any(handles: &[&dyn Awaitable], host: &mut impl Host) -> Ready {
     assert!(
         !handles.is_empty(),
         "Context::any needs at least one handle"
@@ -352,20 +423,42 @@ pub(crate) fn any(handles: &[&dyn Awaitable]) -> Ready {
             return Ready { index, outcome };
         }
     }
-    let ids: Vec<u32> = handles
-        .iter()
-        .map(|h| h.pending().expect("checked above: nothing has settled"))
-        .collect();
-    let (got, settled) = await_next(&ids);
-    let index = ids
-        .iter()
-        .position(|&id| id == got)
-        .expect("host answered for a handle not asked for");
+    let mut ids = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for handle in handles {
+        match handle
+            .pending()
+            .expect("checked above: nothing has settled")
+        {
+            Pending::Handle(id) => ids.push(id),
+            Pending::Signal(name) => {
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+    }
+    let (index, settled) = match host.await_next(&ids, &names) {
+        Delivered::Handle(got, settled) => (waiting_for(handles, Pending::Handle(got)), settled),
+        Delivered::Signal { name, input } => (
+            waiting_for(handles, Pending::Signal(&name)),
+            Settled::Signal(input),
+        ),
+    };
     handles[index].settle(settled);
     let outcome = handles[index]
         .outcome()
         .expect("the handle settled just above");
     Ready { index, outcome }
+}
+
+/// The first of `handles` waiting for `wanted`: for two handles on the same signal
+/// name, the earlier in the slice takes the signal.
+fn waiting_for(handles: &[&dyn Awaitable], wanted: Pending<'_>) -> usize {
+    handles
+        .iter()
+        .position(|h| h.pending() == Some(wanted))
+        .expect("host answered for a handle or signal not asked for")
 }
 
 impl Context {
@@ -394,9 +487,12 @@ impl Context {
 
     /// Waits until the first of `handles` settles, and says which one and how.
     ///
-    /// Handles can be activities or timers, so "an activity or a deadline" is one
-    /// call. The others keep running and can be waited on later. A handle that had
-    /// already settled before the call wins at once (the first such in the slice).
+    /// Handles can be activities, timers or signals ([`Context::next_signal`]), so "an
+    /// activity or a deadline" or "an activity unless someone cancels" is one call. The
+    /// others keep running and can be waited on later. A handle that had already
+    /// settled before the call wins at once (the first such in the slice). Like every
+    /// wait except [`Context::wait_signal`] and [`Context::wait_condition`], `any` runs
+    /// no signal handlers.
     ///
     /// # Panics
     ///
@@ -417,15 +513,69 @@ impl Context {
     /// }
     /// ```
     pub fn any(&self, handles: &[&dyn Awaitable]) -> Ready {
-        any(handles)
+        any(handles, &mut Wit)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A host played from a script, for unit tests of the waiting loops.
+
+    use std::collections::VecDeque;
+
+    use super::{Delivered, Host, Settled};
+
+    /// Answers `await-next` calls with the scripted deliveries in order, and records
+    /// the calls and warnings. It does not check that an answer was asked for: that is
+    /// the SDK's to check.
+    pub(crate) struct Script {
+        script: VecDeque<Delivered>,
+        /// The `(handles, signals)` of each `await-next` call.
+        pub calls: Vec<(Vec<u32>, Vec<String>)>,
+        pub warnings: Vec<String>,
+    }
+
+    impl Script {
+        pub fn new(script: impl IntoIterator<Item = Delivered>) -> Self {
+            Script {
+                script: script.into_iter().collect(),
+                calls: Vec::new(),
+                warnings: Vec::new(),
+            }
+        }
+
+        pub fn signal(name: &str, input: &str) -> Delivered {
+            Delivered::Signal {
+                name: name.to_owned(),
+                input: input.to_owned(),
+            }
+        }
+
+        pub fn timer(handle: u32) -> Delivered {
+            Delivered::Handle(handle, Settled::TimerFired)
+        }
+    }
+
+    impl Host for Script {
+        fn await_next(&mut self, handles: &[u32], signals: &[String]) -> Delivered {
+            self.calls.push((handles.to_vec(), signals.to_vec()));
+            self.script
+                .pop_front()
+                .expect("the script has an answer for every await-next")
+        }
+
+        fn warn(&mut self, message: &str) {
+            self.warnings.push(message.to_owned());
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    //! These tests use only handles that have settled already, so they never reach the
-    //! host imports (which trap on the native target).
+    //! These tests use handles that have settled already, or a scripted host, so they
+    //! never reach the host imports (which trap on the native target).
 
+    use super::testing::Script;
     use super::*;
     use crate::FailureKind;
 
@@ -498,7 +648,7 @@ mod tests {
         // The pending timer would trap if `any` called the host.
         let pending = TimerHandle::pending(7);
         let done = completed(r#"{"ok":true}"#);
-        let ready = any(&[&pending, &done]);
+        let ready = any(&[&pending, &done], &mut Script::new([]));
         assert_eq!(ready.index, 1);
         assert_eq!(
             ready.outcome,
@@ -510,8 +660,12 @@ mod tests {
     fn any_picks_the_first_settled_in_slice_order() {
         let timer = fired();
         let activity = failed("late");
-        assert_eq!(any(&[&timer, &activity]).outcome, Outcome::TimerFired);
-        let ready = any(&[&activity, &timer]);
+        let mut host = Script::new([]);
+        assert_eq!(
+            any(&[&timer, &activity], &mut host).outcome,
+            Outcome::TimerFired
+        );
+        let ready = any(&[&activity, &timer], &mut host);
         assert_eq!(ready.index, 0);
         assert!(matches!(ready.outcome, Outcome::Activity(Err(ref e)) if e.error_type == "late"));
     }
@@ -524,6 +678,45 @@ mod tests {
     #[test]
     #[should_panic(expected = "at least one handle")]
     fn any_of_nothing_is_refused() {
-        any(&[]);
+        any(&[], &mut Script::new([]));
+    }
+
+    #[test]
+    fn any_names_handles_and_signals_and_settles_the_one_answered() {
+        let ctx = Context::new();
+        let activity = ActivityHandle::pending("slow".to_owned(), 4);
+        let timer = TimerHandle::pending(5);
+        let cancel = ctx.next_signal("cancel");
+        let mut host = Script::new([Script::timer(5)]);
+        let ready = any(&[&activity, &cancel, &timer], &mut host);
+        assert_eq!(ready.index, 2);
+        assert_eq!(ready.outcome, Outcome::TimerFired);
+        assert_eq!(host.calls, [(vec![4, 5], vec!["cancel".to_owned()])]);
+        assert!(activity.pending_handle().is_some());
+        assert!(cancel.pending().is_some());
+    }
+
+    #[test]
+    fn a_signal_goes_to_the_first_handle_waiting_for_its_name() {
+        let ctx = Context::new();
+        let timer = TimerHandle::pending(1);
+        let first = ctx.next_signal("vote");
+        let second = ctx.next_signal("vote");
+        let mut host = Script::new([
+            Script::signal("vote", r#""yes""#),
+            Script::signal("vote", r#""no""#),
+        ]);
+        let handles: [&dyn Awaitable; 3] = [&timer, &first, &second];
+        let ready = any(&handles, &mut host);
+        assert_eq!(ready.index, 1);
+        assert_eq!(ready.outcome, Outcome::Signal(Ok(serde_json::json!("yes"))));
+        // The name is asked for once, however many handles wait for it.
+        assert_eq!(host.calls[0], (vec![1], vec!["vote".to_owned()]));
+        // `first` has settled, so it wins again at once; `second` gets the next vote.
+        assert_eq!(any(&handles, &mut host).index, 1);
+        let ready = any(&[&timer, &second], &mut host);
+        assert_eq!(ready.outcome, Outcome::Signal(Ok(serde_json::json!("no"))));
+        assert_eq!(first.input::<String>().unwrap(), "yes");
+        assert_eq!(host.calls.len(), 2);
     }
 }

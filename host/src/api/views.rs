@@ -75,7 +75,9 @@ pub struct EventView(serde_json::Value);
 impl From<Event> for EventView {
     fn from(event: Event) -> Self {
         let payload_fields: &[&str] = match &event.kind {
-            EventKind::RunStarted { .. } | EventKind::ActivityScheduled { .. } => &["input"],
+            EventKind::RunStarted { .. }
+            | EventKind::ActivityScheduled { .. }
+            | EventKind::SignalReceived { .. } => &["input"],
             EventKind::ActivityCompleted { .. } | EventKind::RunCompleted { .. } => &["output"],
             _ => &[],
         };

@@ -376,7 +376,7 @@ async fn workflow_command(
                 }
             };
             println!(
-                "signal {name} delivered to workflow {id} (run {})",
+                "signal {name} accepted for workflow {id} (run {})",
                 run["run_id"].as_str().unwrap_or("?")
             );
         }

@@ -93,6 +93,13 @@ pub struct RunHost {
     time: VirtualTime,
     random: SeededRandom,
     new_activation: bool,
+    /// Events delivered to the current instance.
+    deliveries: usize,
+    /// Set when the current instance first found nothing to deliver and had to wait.
+    caught_up: bool,
+    /// How far earlier instances of this run (in this process) got before they waited:
+    /// the current instance's output up to there was already logged.
+    previous_deliveries: Option<usize>,
 }
 
 impl Activations for RunHost {
@@ -141,6 +148,9 @@ pub(super) async fn drive(
         pending: Vec::new(),
         unconfirmed: Vec::new(),
         new_activation: false,
+        deliveries: 0,
+        caught_up: false,
+        previous_deliveries: None,
     };
     if host.run.status == RunStatus::Blocked {
         // Resuming a blocked run (after a restart or a repin): it is running again until
@@ -217,6 +227,8 @@ async fn run_instance(mut host: RunHost) -> (InstanceEnd, RunHost) {
     host.time.set_ms(start.start_ms);
     host.random = SeededRandom::new(start.seed);
     host.new_activation = false;
+    host.deliveries = 0;
+    host.caught_up = false;
     let inner = host.inner.clone();
     let pre = match inner
         .workflow_pre(&host.run.namespace, &host.run.module_hash)
@@ -681,6 +693,18 @@ impl RunHost {
         }
     }
 
+    /// True while the guest repeats work whose output (logs) an earlier instance already
+    /// produced, so it is not logged twice.
+    fn replaying_output(&self) -> bool {
+        match self.previous_deliveries {
+            // An earlier instance in this process got this far, and ran on after its
+            // last delivery until it had to wait.
+            Some(previous) => !self.caught_up && self.deliveries <= previous,
+            // The first instance since the process started: only commands tell.
+            None => self.state.is_replaying(),
+        }
+    }
+
     fn check_payload(&self, what: &str, payload: &str) -> wasmtime::Result<()> {
         let limit = self.inner.config.max_payload_bytes;
         if payload.len() > limit {
@@ -723,6 +747,7 @@ impl wit::Host for RunHost {
             if let Some(event) = self.state.next_completion(&handles, &signals) {
                 self.time.set_ms(self.state.virtual_now_ms());
                 self.new_activation = true;
+                self.deliveries += 1;
                 return Ok(match event.kind {
                     EventKind::ActivityCompleted { handle, output, .. } => {
                         wit::Event::ActivityCompleted(wit::ActivityCompleted {
@@ -743,6 +768,10 @@ impl wit::Host for RunHost {
                     other => unreachable!("next_completion returned {}", other.type_name()),
                 });
             }
+            // Nothing journaled is left for this wait: the instance is live from here on.
+            self.caught_up = true;
+            self.previous_deliveries =
+                Some(self.previous_deliveries.unwrap_or(0).max(self.deliveries));
             if self.should_evict(&handles) {
                 self.flush().await;
                 return Err(abort(Abort::Evict));
@@ -769,7 +798,7 @@ impl wit::Host for RunHost {
     }
 
     async fn log(&mut self, level: wit::LogLevel, message: String) -> wasmtime::Result<()> {
-        if self.state.is_replaying() {
+        if self.replaying_output() {
             return Ok(());
         }
         let run = self.run_id();

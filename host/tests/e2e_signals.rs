@@ -1,0 +1,165 @@
+//! End-to-end: signals through the real binary — durable once acknowledged (even if the
+//! server is killed before the workflow sees them), delivered in arrival order,
+//! signal-with-start, timeouts, and refusal for closed workflows.
+
+mod common;
+
+use common::{guest, tempdir, Server};
+use std::time::Duration;
+
+fn approval_server(dir: &std::path::Path) -> Server {
+    let module = format!("approval={}", guest("approval").display());
+    Server::start(dir, &["--module", &module])
+}
+
+fn start_approval(server: &Server, id: &str, timeout_ms: u64) {
+    let input = serde_json::json!({ "timeout_ms": timeout_ms }).to_string();
+    server.cli_ok(&[
+        "workflow", "start", "--type", "approval", "--id", id, "--input", &input,
+    ]);
+}
+
+#[test]
+fn acknowledged_signals_survive_sigkill_before_delivery() {
+    let dir = tempdir();
+    let mut server = approval_server(dir.path());
+    let ids: Vec<String> = (0..8).map(|i| format!("approve-{i}")).collect();
+    for id in &ids {
+        start_approval(&server, id, 600_000);
+    }
+    for id in &ids {
+        server.wait_for_history(id, Duration::from_secs(20), |t| {
+            t.iter().any(|t| t == "timer_started")
+        });
+    }
+    // Acknowledge every signal, then crash at once: some are still in the inbox, not
+    // yet journaled or delivered.
+    for (i, id) in ids.iter().enumerate() {
+        let input = format!(r#"{{"by": "alice-{i}"}}"#);
+        server.cli_ok(&[
+            "workflow", "signal", "--id", id, "--name", "approve", "--input", &input,
+        ]);
+    }
+    server.kill9();
+    server.restart();
+    for (i, id) in ids.iter().enumerate() {
+        let output = server.cli_json(&["workflow", "result", "--id", id, "--timeout", "30"]);
+        assert_eq!(output["outcome"], "approved", "{id}: {output}");
+        assert_eq!(output["by"], format!("alice-{i}"));
+        let events = server.cli_json(&["workflow", "history", "--id", id])["events"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let signals: Vec<_> = events
+            .iter()
+            .filter(|e| e["type"] == "signal_received")
+            .collect();
+        assert_eq!(signals.len(), 1, "{id}: journaled exactly once");
+        assert_eq!(signals[0]["input"]["by"], format!("alice-{i}"));
+    }
+}
+
+/// The expense-approval example notifies an approver before it waits; holding that
+/// notification queues both signals before the workflow looks at any.
+#[test]
+fn signals_are_delivered_in_arrival_order() {
+    let dir = tempdir();
+    let sink = common::Sink::start();
+    sink.hold("approval-requested", Duration::from_secs(1));
+    let module = format!("expense-approval={}", guest("expense-approval").display());
+    let server = Server::start(dir.path(), &["--module", &module]);
+    let input = serde_json::json!({
+        "expense_id": "exp-1", "amount": 120, "requester": "dan",
+        "notify_endpoint": sink.url, "timeout_secs": 600,
+    })
+    .to_string();
+    server.cli_ok(&[
+        "workflow",
+        "start",
+        "--type",
+        "expense-approval",
+        "--id",
+        "order",
+        "--input",
+        &input,
+    ]);
+    sink.wait_for("approval-requested", 1, Duration::from_secs(10));
+    server.cli_ok(&[
+        "workflow",
+        "signal",
+        "--id",
+        "order",
+        "--name",
+        "reject",
+        "--input",
+        r#"{"by": "bob"}"#,
+    ]);
+    server.cli_ok(&[
+        "workflow",
+        "signal",
+        "--id",
+        "order",
+        "--name",
+        "approve",
+        "--input",
+        r#"{"by": "alice"}"#,
+    ]);
+    let output = server.cli_json(&["workflow", "result", "--id", "order", "--timeout", "30"]);
+    assert_eq!(
+        output["status"], "rejected",
+        "the first signal to arrive decides: {output}"
+    );
+    assert_eq!(output["decided_by"], "bob");
+    assert_eq!(sink.count("rejected"), 1);
+    let events = server.cli_json(&["workflow", "history", "--id", "order"])["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let signals: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "signal_received")
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(signals, ["reject", "approve"], "journaled in arrival order");
+}
+
+#[test]
+fn waiting_for_a_signal_times_out_durably() {
+    let dir = tempdir();
+    let server = approval_server(dir.path());
+    start_approval(&server, "nobody", 300);
+    let output = server.cli_json(&["workflow", "result", "--id", "nobody", "--timeout", "30"]);
+    assert_eq!(output["outcome"], "timed_out");
+    // Too late: the run is closed, and the signal is refused rather than lost silently.
+    let late = server.cli(&["workflow", "signal", "--id", "nobody", "--name", "approve"]);
+    assert!(!late.status.success());
+    assert!(String::from_utf8_lossy(&late.stderr).contains("workflow_closed"));
+}
+
+#[test]
+fn signal_with_start_starts_the_workflow_then_delivers() {
+    let dir = tempdir();
+    let server = approval_server(dir.path());
+    let start_input = r#"{"timeout_ms": 600000}"#;
+    let args = [
+        "workflow",
+        "signal",
+        "--id",
+        "sws",
+        "--name",
+        "approve",
+        "--input",
+        r#"{"by": "carol"}"#,
+        "--start-type",
+        "approval",
+        "--start-input",
+        start_input,
+    ];
+    server.cli_ok(&args);
+    let output = server.cli_json(&["workflow", "result", "--id", "sws", "--timeout", "30"]);
+    assert_eq!(output["outcome"], "approved");
+    assert_eq!(output["by"], "carol");
+    // A plain signal to an id that never ran is not found.
+    let missing = server.cli(&["workflow", "signal", "--id", "ghost", "--name", "approve"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not_found"));
+}
