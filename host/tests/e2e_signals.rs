@@ -131,6 +131,16 @@ fn waiting_for_a_signal_times_out_durably() {
     let output = server.cli_json(&["workflow", "result", "--id", "nobody", "--timeout", "30"]);
     assert_eq!(output["outcome"], "timed_out");
     // Too late: the run is closed, and the signal is refused rather than lost silently.
+    // Names starting with "spool." belong to the host (cancellation travels as one).
+    let reserved = server.cli(&[
+        "workflow",
+        "signal",
+        "--id",
+        "nobody",
+        "--name",
+        "spool.cancel",
+    ]);
+    assert!(String::from_utf8_lossy(&reserved.stderr).contains("reserved"));
     let late = server.cli(&["workflow", "signal", "--id", "nobody", "--name", "approve"]);
     assert!(!late.status.success());
     assert!(String::from_utf8_lossy(&late.stderr).contains("workflow_closed"));

@@ -69,6 +69,10 @@ pub fn router(state: ApiState) -> Router {
             post(signal_workflow),
         )
         .route(
+            &format!("{ns}/workflows/{{id}}/cancel"),
+            post(cancel_workflow),
+        )
+        .route(
             &format!("{ns}/workflows/{{id}}/terminate"),
             post(terminate_workflow),
         )
@@ -213,7 +217,7 @@ async fn list_workflows(
         None => None,
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
             ApiError::invalid(format!(
-                "status {s:?}: expected running, completed, failed or blocked"
+                "status {s:?}: expected running, completed, failed, blocked, terminated or cancelled"
             ))
         })?),
     };
@@ -364,7 +368,8 @@ async fn signal_with_start(
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct TerminateBody {
+/// The body of `terminate` and `cancel`.
+struct ReasonBody {
     #[serde(default)]
     reason: Option<String>,
 }
@@ -372,7 +377,7 @@ struct TerminateBody {
 async fn terminate_workflow(
     State(state): State<ApiState>,
     ApiPath((ns, id)): ApiPath<(String, String)>,
-    body: Result<Json<TerminateBody>, JsonRejection>,
+    body: Result<Json<ReasonBody>, JsonRejection>,
 ) -> Result<Json<RunView>, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
     let reason = body
@@ -381,6 +386,22 @@ async fn terminate_workflow(
     let run = state
         .engine
         .terminate(&namespace(ns)?, &workflow_id(id)?, &reason)
+        .await?;
+    Ok(Json(RunView::from(run)))
+}
+
+async fn cancel_workflow(
+    State(state): State<ApiState>,
+    ApiPath((ns, id)): ApiPath<(String, String)>,
+    body: Result<Json<ReasonBody>, JsonRejection>,
+) -> Result<Json<RunView>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "cancelled by an operator".into());
+    let run = state
+        .engine
+        .cancel(&namespace(ns)?, &workflow_id(id)?, &reason)
         .await?;
     Ok(Json(RunView::from(run)))
 }

@@ -165,14 +165,16 @@ impl Client {
         self.send(self.http.post(url).json(&body)).await
     }
 
-    pub async fn terminate(&self, id: &str, reason: Option<&str>) -> Result<Value, ClientError> {
+    /// `action`: "terminate" or "cancel".
+    pub async fn stop(
+        &self,
+        id: &str,
+        action: &str,
+        reason: Option<&str>,
+    ) -> Result<Value, ClientError> {
         let body = serde_json::json!({ "reason": reason });
-        self.send(
-            self.http
-                .post(self.url(&format!("/workflows/{id}/terminate")))
-                .json(&body),
-        )
-        .await
+        let url = self.url(&format!("/workflows/{id}/{action}"));
+        self.send(self.http.post(url).json(&body)).await
     }
 
     pub async fn describe(&self, id: &str) -> Result<Value, ClientError> {

@@ -142,6 +142,14 @@ enum WorkflowCommand {
         #[arg(long, default_value = "null")]
         start_input: String,
     },
+    /// Ask a running workflow to stop: it sees a cancellation error, may clean up
+    /// (compensate), and ends as cancelled.
+    Cancel {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// End a running workflow at once (no clean-up runs); recorded in its history.
     Terminate {
         #[arg(long)]
@@ -327,7 +335,7 @@ async fn workflow_command(
             let run = client.result(&id, timeout.map(Duration::from_secs)).await?;
             match run["status"].as_str() {
                 Some("completed") => print_json(&run["output"]),
-                Some("failed") | Some("terminated") => {
+                Some("failed") | Some("terminated") | Some("cancelled") => {
                     let failure = &run["failure"];
                     eprintln!(
                         "workflow {id} {}: {} [{}]",
@@ -355,8 +363,12 @@ async fn workflow_command(
         }
         WorkflowCommand::Describe { id } => print_json(&client.describe(&id).await?),
         WorkflowCommand::Terminate { id, reason } => {
-            client.terminate(&id, reason.as_deref()).await?;
+            client.stop(&id, "terminate", reason.as_deref()).await?;
             println!("workflow {id} terminated");
+        }
+        WorkflowCommand::Cancel { id, reason } => {
+            client.stop(&id, "cancel", reason.as_deref()).await?;
+            println!("cancellation of workflow {id} requested");
         }
         WorkflowCommand::Signal {
             id,

@@ -28,6 +28,12 @@ use wasmtime::component::Linker;
 
 pub use replay::NonDeterminism;
 
+/// Signal names the host keeps for itself.
+pub const RESERVED_SIGNAL_PREFIX: &str = "spool.";
+/// The signal through which a cancel request reaches a workflow; the SDKs turn it into a
+/// cancellation error of whatever the workflow waits on.
+pub const CANCEL_SIGNAL: &str = "spool.cancel";
+
 /// A workflow component linked and type-checked, ready to instantiate for a run.
 type RunPre = WorkflowPre<Sandbox<RunHost>>;
 
@@ -366,6 +372,36 @@ impl Engine {
         input: &str,
     ) -> EngineResult<RunRecord> {
         validate_name("signal name", name).map_err(EngineError::InvalidInput)?;
+        if name.starts_with(RESERVED_SIGNAL_PREFIX) {
+            return Err(EngineError::InvalidInput(format!(
+                "signal names starting with {RESERVED_SIGNAL_PREFIX:?} are reserved for the host"
+            )));
+        }
+        self.deliver_signal(namespace, workflow_id, name, input)
+            .await
+    }
+
+    /// Asks the open run of `workflow_id` to stop: the workflow sees a cancellation error
+    /// from whatever it waits on, may clean up (compensate), and ends as cancelled.
+    /// Delivered like a signal (named `spool.cancel`): durable and ordered.
+    pub async fn cancel(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+        reason: &str,
+    ) -> EngineResult<RunRecord> {
+        let input = serde_json::json!({ "reason": reason }).to_string();
+        self.deliver_signal(namespace, workflow_id, CANCEL_SIGNAL, &input)
+            .await
+    }
+
+    async fn deliver_signal(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+        name: &str,
+        input: &str,
+    ) -> EngineResult<RunRecord> {
         self.check_payload(input)?;
         let run = self.describe(namespace, workflow_id).await?;
         if !run.status.is_open() {

@@ -242,6 +242,8 @@ pub enum RunStatus {
     Blocked,
     /// Ended by `terminate`.
     Terminated,
+    /// Ended by the workflow itself after a `cancel` (a failure of kind `cancelled`).
+    Cancelled,
 }
 
 impl RunStatus {
@@ -252,6 +254,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Blocked => "blocked",
             RunStatus::Terminated => "terminated",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
@@ -262,6 +265,7 @@ impl RunStatus {
             "failed" => RunStatus::Failed,
             "blocked" => RunStatus::Blocked,
             "terminated" => RunStatus::Terminated,
+            "cancelled" => RunStatus::Cancelled,
             _ => return None,
         })
     }

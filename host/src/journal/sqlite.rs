@@ -455,7 +455,13 @@ fn update_status(
             at_ms,
         ),
         StatusChange::Failed { failure } => (
-            RunStatus::Failed,
+            // A workflow that ends with a cancellation error after a cancel request
+            // ends as cancelled, not failed.
+            if failure.kind == FailureKind::Cancelled {
+                RunStatus::Cancelled
+            } else {
+                RunStatus::Failed
+            },
             None,
             Some(serde_json::to_string(failure).map_err(storage)?),
             None,
