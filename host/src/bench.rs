@@ -66,6 +66,7 @@ async fn bench(address: &str, namespace: &str, args: BenchArgs) -> Result<(), St
                 "bench-steps",
                 &id,
                 serde_json::json!({ "steps": 1, "mode": "sequential" }),
+                "fail",
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -103,6 +104,7 @@ async fn bench(address: &str, namespace: &str, args: BenchArgs) -> Result<(), St
                     "bench-steps",
                     &id,
                     serde_json::json!({ "steps": steps, "mode": "sequential" }),
+                    "fail",
                 )
                 .await?;
             client.result(&id, Some(Duration::from_secs(600))).await

@@ -150,6 +150,27 @@ fn api_errors_have_stable_codes() {
         "workflow", "start", "--type", "steps", "--id", "dup", "--input", input,
     ]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("already_running"));
+    // Asked to, a start hands back the open run instead of failing.
+    let reuse = server.cli_ok(&[
+        "workflow",
+        "start",
+        "--type",
+        "steps",
+        "--id",
+        "dup",
+        "--input",
+        input,
+        "--if-running",
+        "use-existing",
+    ]);
+    assert!(reuse.contains("already running"), "{reuse}");
+    assert_eq!(
+        server.cli_json(&["workflow", "list", "--type", "steps"])["workflows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     let missing = server.cli(&["workflow", "describe", "--id", "ghost"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not_found"));

@@ -9,7 +9,7 @@ mod views;
 
 pub use error::ApiError;
 
-use crate::engine::{Engine, StartRequest};
+use crate::engine::{Engine, EngineError, StartRequest};
 use crate::ids::{ModuleHash, Namespace, TypeName, WorkflowId};
 use crate::journal::{ModuleKind, RunFilter, RunStatus};
 use axum::body::Bytes;
@@ -176,6 +176,10 @@ struct StartBody {
     workflow_type: String,
     #[serde(default)]
     input: Option<serde_json::Value>,
+    /// What to do when the id has an open run: "fail" (409, the default) or
+    /// "use_existing" (answer 200 with the open run).
+    #[serde(default)]
+    if_running: Option<String>,
 }
 
 async fn start_workflow(
@@ -185,17 +189,34 @@ async fn start_workflow(
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     let namespace = namespace(ns)?;
     let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
+    let use_existing = match body.if_running.as_deref() {
+        None | Some("fail") => false,
+        Some("use_existing") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "if_running {other:?}: expected \"fail\" or \"use_existing\""
+            )))
+        }
+    };
     let input = body.input.unwrap_or(serde_json::Value::Null).to_string();
-    let run = state
+    let workflow_id = WorkflowId(body.workflow_id);
+    let started = state
         .engine
         .start_workflow(StartRequest {
-            namespace,
-            workflow_id: WorkflowId(body.workflow_id),
+            namespace: namespace.clone(),
+            workflow_id: workflow_id.clone(),
             workflow_type: TypeName(body.workflow_type),
             input,
         })
-        .await?;
-    Ok((StatusCode::CREATED, Json(RunView::from(run))))
+        .await;
+    match started {
+        Ok(run) => Ok((StatusCode::CREATED, Json(RunView::from(run)))),
+        Err(EngineError::AlreadyRunning(_)) if use_existing => {
+            let run = state.engine.describe(&namespace, &workflow_id).await?;
+            Ok((StatusCode::OK, Json(RunView::from(run))))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Deserialize)]

@@ -47,6 +47,14 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+        self.send_for_status(request).await.map(|(_, body)| body)
+    }
+
+    /// Like `send`, with the HTTP status of a successful answer.
+    async fn send_for_status(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, Value), ClientError> {
         let response = request
             .send()
             .await
@@ -60,7 +68,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Protocol(format!("HTTP {status}: {e}")))?;
         if (200..300).contains(&status) {
-            return Ok(body);
+            return Ok((status, body));
         }
         let error = &body["error"];
         Err(ClientError::Api {
@@ -92,15 +100,22 @@ impl Client {
         self.send(self.http.get(self.url("/modules"))).await
     }
 
+    /// Starts a run. `if_running`: "fail" or "use_existing" (see the API). Returns
+    /// whether a run was created (false: the open run was reused) and the run.
     pub async fn start(
         &self,
         workflow_type: &str,
         id: &str,
         input: Value,
-    ) -> Result<Value, ClientError> {
-        let body = serde_json::json!({ "workflow_type": workflow_type, "workflow_id": id, "input": input });
-        self.send(self.http.post(self.url("/workflows")).json(&body))
-            .await
+        if_running: &str,
+    ) -> Result<(bool, Value), ClientError> {
+        let body = serde_json::json!({
+            "workflow_type": workflow_type, "workflow_id": id, "input": input,
+            "if_running": if_running,
+        });
+        let request = self.http.post(self.url("/workflows")).json(&body);
+        let (status, run) = self.send_for_status(request).await?;
+        Ok((status == 201, run))
     }
 
     /// Waits until the run closes (polling the long-poll endpoint) and returns it.

@@ -116,6 +116,9 @@ enum WorkflowCommand {
         /// JSON input.
         #[arg(long, default_value = "null")]
         input: String,
+        /// When the id already has an open run: fail, or use that run.
+        #[arg(long, default_value = "fail", value_parser = ["fail", "use-existing"])]
+        if_running: String,
     },
     /// Wait for a workflow to end; print its JSON result, or its error and exit 1.
     Result {
@@ -322,14 +325,19 @@ async fn workflow_command(
             workflow_type,
             id,
             input,
+            if_running,
         } => {
             let input = parse_json("--input", &input)?;
-            let run = client.start(&workflow_type, &id, input).await?;
-            println!(
-                "started workflow {} (run {})",
-                run["workflow_id"].as_str().unwrap_or(&id),
-                run["run_id"].as_str().unwrap_or("?")
-            );
+            let if_running = if_running.replace('-', "_");
+            let (created, run) = client
+                .start(&workflow_type, &id, input, &if_running)
+                .await?;
+            let run_id = run["run_id"].as_str().unwrap_or("?");
+            if created {
+                println!("started workflow {id} (run {run_id})");
+            } else {
+                println!("workflow {id} is already running (run {run_id}); using it");
+            }
         }
         WorkflowCommand::Result { id, timeout } => {
             let run = client.result(&id, timeout.map(Duration::from_secs)).await?;
