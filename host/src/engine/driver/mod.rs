@@ -6,17 +6,22 @@
 //! commands are queued for the journal when the guest next waits; their effects may
 //! start before that commit, which only makes an activity at-least-once, as promised.
 
+mod context;
+mod outcome;
+
 use super::activity_task;
 use super::replay::{Command, ContractViolation, Issued, NonDeterminism, Outstanding, RunState};
 use super::Inner;
 use crate::ids::{Handle, RunId};
 use crate::journal::{
-    ActivityOptions, CommitTicket, Event, EventKind, Failure, FailureKind, JournalError,
-    RetryPolicy, RunRecord, RunStatus, StatusChange, Write,
+    CommitTicket, Event, EventKind, Failure, FailureKind, JournalError, RunRecord, RunStatus,
+    StatusChange, Write,
 };
 use crate::runtime::bindings::spool::workflow::context as wit;
 use crate::runtime::wasi::{deterministic_wasi, CapturedOutput, SeededRandom, VirtualTime};
 use crate::runtime::Activations;
+use context::failure_from_wit;
+use outcome::{check_output, describe_trap, sandbox_failure};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -293,130 +298,6 @@ fn classify(
             let (error_type, message) = describe_trap(&error);
             InstanceEnd::Returned(Err(sandbox_failure(error_type, message, &stderr)))
         }
-    }
-}
-
-/// Names a guest's trap for the user.
-fn describe_trap(error: &wasmtime::Error) -> (&'static str, String) {
-    use wasmtime::Trap;
-    let root = error.root_cause().to_string();
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => (
-            "fuel_exhausted",
-            "fuel exhausted: the workflow ran too long without waiting on the host (an endless loop?)".into(),
-        ),
-        Some(Trap::StackOverflow) => ("stack_overflow", "stack overflow: the workflow recursed too deeply".into()),
-        Some(Trap::Interrupt) => (
-            "deadline_exceeded",
-            "the workflow exceeded its wall-clock deadline for one activation".into(),
-        ),
-        Some(Trap::UnreachableCodeReached) => ("trap", "the workflow trapped (a panic or abort)".into()),
-        Some(trap) => ("trap", format!("the workflow trapped: {trap}")),
-        None if root.contains("grow") || root.contains("memory") => (
-            "memory_exhausted",
-            format!("memory limit reached: {root}"),
-        ),
-        None => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-            Some(exit) => ("exit", format!("the workflow called exit({})", exit.0)),
-            None => ("trap", format!("{error:#}")),
-        },
-    }
-}
-
-/// Payloads are JSON of bounded size; anything else fails the activity or run.
-fn check_output(
-    what: &str,
-    output: String,
-    limit: usize,
-    kind: FailureKind,
-) -> Result<String, Failure> {
-    if output.len() > limit {
-        return Err(Failure::new(
-            kind,
-            "payload_too_large",
-            format!(
-                "{what} of {} bytes exceeds the limit of {limit}",
-                output.len()
-            ),
-        )
-        .non_retryable());
-    }
-    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&output) {
-        return Err(
-            Failure::new(kind, "invalid_output", format!("{what} is not JSON: {e}"))
-                .non_retryable(),
-        );
-    }
-    Ok(output)
-}
-
-fn sandbox_failure(error_type: &str, message: String, stderr: &str) -> Failure {
-    // A guest's panic message goes to stderr; its tail is what the user needs.
-    let tail: String = {
-        let trimmed = stderr.trim_end();
-        let start = trimmed
-            .char_indices()
-            .rev()
-            .nth(2_000)
-            .map(|(i, _)| i)
-            .unwrap_or(0);
-        trimmed[start..].to_owned()
-    };
-    let message = if tail.is_empty() {
-        message
-    } else {
-        format!("{message}; stderr: {tail}")
-    };
-    Failure::new(FailureKind::Sandbox, error_type, message).non_retryable()
-}
-
-fn failure_from_wit(f: wit::Failure) -> Failure {
-    Failure {
-        kind: match f.kind {
-            wit::FailureKind::Application => FailureKind::Application,
-            wit::FailureKind::Timeout => FailureKind::Timeout,
-            wit::FailureKind::UnknownActivity => FailureKind::UnknownActivity,
-            wit::FailureKind::Cancelled => FailureKind::Cancelled,
-        },
-        error_type: f.error_type,
-        message: f.message,
-        non_retryable: f.non_retryable,
-        details: f.details,
-    }
-}
-
-fn failure_to_wit(f: Failure) -> wit::Failure {
-    wit::Failure {
-        kind: match f.kind {
-            FailureKind::Application | FailureKind::Sandbox | FailureKind::Terminated => {
-                wit::FailureKind::Application
-            }
-            FailureKind::Timeout => wit::FailureKind::Timeout,
-            FailureKind::UnknownActivity => wit::FailureKind::UnknownActivity,
-            FailureKind::Cancelled => wit::FailureKind::Cancelled,
-        },
-        error_type: f.error_type,
-        message: f.message,
-        non_retryable: f.non_retryable,
-        details: f.details,
-    }
-}
-
-fn options_from_wit(o: wit::ActivityOptions) -> ActivityOptions {
-    let defaults = ActivityOptions::default();
-    ActivityOptions {
-        retry: o
-            .retry
-            .map(|r| RetryPolicy {
-                initial_interval_ms: r.initial_interval_ms,
-                backoff_coefficient: r.backoff_coefficient,
-                maximum_interval_ms: r.maximum_interval_ms,
-                maximum_attempts: r.maximum_attempts,
-            })
-            .unwrap_or(defaults.retry),
-        start_to_close_timeout_ms: o
-            .start_to_close_timeout_ms
-            .unwrap_or(defaults.start_to_close_timeout_ms),
     }
 }
 
@@ -714,112 +595,5 @@ impl RunHost {
             ))));
         }
         Ok(())
-    }
-}
-
-impl wit::Host for RunHost {
-    async fn start_activity(
-        &mut self,
-        name: String,
-        input: String,
-        options: wit::ActivityOptions,
-    ) -> wasmtime::Result<u32> {
-        self.check_payload("activity input", &input)?;
-        self.issue(Command::ScheduleActivity {
-            name,
-            input,
-            options: options_from_wit(options),
-        })
-    }
-
-    async fn start_timer(&mut self, duration_ms: u64) -> wasmtime::Result<u32> {
-        self.issue(Command::StartTimer { duration_ms })
-    }
-
-    async fn await_next(
-        &mut self,
-        handles: Vec<u32>,
-        signals: Vec<String>,
-    ) -> wasmtime::Result<wit::Event> {
-        let handles: Vec<Handle> = handles.into_iter().map(Handle).collect();
-        self.state.check_await(&handles, &signals).map_err(abort)?;
-        loop {
-            if let Some(event) = self.state.next_completion(&handles, &signals) {
-                self.time.set_ms(self.state.virtual_now_ms());
-                self.new_activation = true;
-                self.deliveries += 1;
-                return Ok(match event.kind {
-                    EventKind::ActivityCompleted { handle, output, .. } => {
-                        wit::Event::ActivityCompleted(wit::ActivityCompleted {
-                            handle: handle.0,
-                            output,
-                        })
-                    }
-                    EventKind::ActivityFailed {
-                        handle, failure, ..
-                    } => wit::Event::ActivityFailed(wit::ActivityFailed {
-                        handle: handle.0,
-                        failure: failure_to_wit(failure),
-                    }),
-                    EventKind::TimerFired { handle } => wit::Event::TimerFired(handle.0),
-                    EventKind::SignalReceived { name, input } => {
-                        wit::Event::Signal(wit::SignalReceived { name, input })
-                    }
-                    other => unreachable!("next_completion returned {}", other.type_name()),
-                });
-            }
-            // Nothing journaled is left for this wait: the instance is live from here on.
-            self.caught_up = true;
-            self.previous_deliveries =
-                Some(self.previous_deliveries.unwrap_or(0).max(self.deliveries));
-            if self.should_evict(&handles) {
-                self.flush().await;
-                return Err(abort(Abort::Evict));
-            }
-            if self.receive().await.map_err(abort)? == Received::Terminated {
-                return Err(abort(Abort::Terminated));
-            }
-        }
-    }
-
-    async fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.time.ms())
-    }
-
-    async fn random_bytes(&mut self, n: u32) -> wasmtime::Result<Vec<u8>> {
-        if n > MAX_RANDOM_BYTES {
-            return Err(abort(Abort::Payload(format!(
-                "random-bytes({n}) exceeds the limit of {MAX_RANDOM_BYTES}"
-            ))));
-        }
-        let mut bytes = vec![0; n as usize];
-        self.random.fill(&mut bytes);
-        Ok(bytes)
-    }
-
-    async fn log(&mut self, level: wit::LogLevel, message: String) -> wasmtime::Result<()> {
-        if self.replaying_output() {
-            return Ok(());
-        }
-        let run = self.run_id();
-        let message: String = message.chars().take(4_096).collect();
-        match level {
-            wit::LogLevel::Trace => tracing::trace!(target: "workflow", %run, "{message}"),
-            wit::LogLevel::Debug => tracing::debug!(target: "workflow", %run, "{message}"),
-            wit::LogLevel::Info => tracing::info!(target: "workflow", %run, "{message}"),
-            wit::LogLevel::Warn => tracing::warn!(target: "workflow", %run, "{message}"),
-            wit::LogLevel::Error => tracing::error!(target: "workflow", %run, "{message}"),
-        }
-        Ok(())
-    }
-
-    async fn info(&mut self) -> wasmtime::Result<wit::WorkflowInfo> {
-        let start = self.state.start();
-        Ok(wit::WorkflowInfo {
-            workflow_id: start.workflow_id.0.clone(),
-            run_id: self.run.run_id.0.clone(),
-            workflow_type: start.workflow_type.0.clone(),
-            start_time_ms: start.start_ms,
-        })
     }
 }

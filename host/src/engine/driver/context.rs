@@ -1,0 +1,165 @@
+//! The `context` interface as the guest calls it: each host function, and the
+//! conversions between WIT types and the journal's.
+
+use super::{abort, Abort, Received, RunHost, MAX_RANDOM_BYTES};
+use crate::engine::replay::Command;
+use crate::ids::Handle;
+use crate::journal::{ActivityOptions, EventKind, Failure, FailureKind, RetryPolicy};
+use crate::runtime::bindings::spool::workflow::context as wit;
+
+pub(super) fn failure_from_wit(f: wit::Failure) -> Failure {
+    Failure {
+        kind: match f.kind {
+            wit::FailureKind::Application => FailureKind::Application,
+            wit::FailureKind::Timeout => FailureKind::Timeout,
+            wit::FailureKind::UnknownActivity => FailureKind::UnknownActivity,
+            wit::FailureKind::Cancelled => FailureKind::Cancelled,
+        },
+        error_type: f.error_type,
+        message: f.message,
+        non_retryable: f.non_retryable,
+        details: f.details,
+    }
+}
+
+fn failure_to_wit(f: Failure) -> wit::Failure {
+    wit::Failure {
+        kind: match f.kind {
+            FailureKind::Application | FailureKind::Sandbox | FailureKind::Terminated => {
+                wit::FailureKind::Application
+            }
+            FailureKind::Timeout => wit::FailureKind::Timeout,
+            FailureKind::UnknownActivity => wit::FailureKind::UnknownActivity,
+            FailureKind::Cancelled => wit::FailureKind::Cancelled,
+        },
+        error_type: f.error_type,
+        message: f.message,
+        non_retryable: f.non_retryable,
+        details: f.details,
+    }
+}
+
+fn options_from_wit(o: wit::ActivityOptions) -> ActivityOptions {
+    let defaults = ActivityOptions::default();
+    ActivityOptions {
+        retry: o
+            .retry
+            .map(|r| RetryPolicy {
+                initial_interval_ms: r.initial_interval_ms,
+                backoff_coefficient: r.backoff_coefficient,
+                maximum_interval_ms: r.maximum_interval_ms,
+                maximum_attempts: r.maximum_attempts,
+            })
+            .unwrap_or(defaults.retry),
+        start_to_close_timeout_ms: o
+            .start_to_close_timeout_ms
+            .unwrap_or(defaults.start_to_close_timeout_ms),
+    }
+}
+
+impl wit::Host for RunHost {
+    async fn start_activity(
+        &mut self,
+        name: String,
+        input: String,
+        options: wit::ActivityOptions,
+    ) -> wasmtime::Result<u32> {
+        self.check_payload("activity input", &input)?;
+        self.issue(Command::ScheduleActivity {
+            name,
+            input,
+            options: options_from_wit(options),
+        })
+    }
+
+    async fn start_timer(&mut self, duration_ms: u64) -> wasmtime::Result<u32> {
+        self.issue(Command::StartTimer { duration_ms })
+    }
+
+    async fn await_next(
+        &mut self,
+        handles: Vec<u32>,
+        signals: Vec<String>,
+    ) -> wasmtime::Result<wit::Event> {
+        let handles: Vec<Handle> = handles.into_iter().map(Handle).collect();
+        self.state.check_await(&handles, &signals).map_err(abort)?;
+        loop {
+            if let Some(event) = self.state.next_completion(&handles, &signals) {
+                self.time.set_ms(self.state.virtual_now_ms());
+                self.new_activation = true;
+                self.deliveries += 1;
+                return Ok(match event.kind {
+                    EventKind::ActivityCompleted { handle, output, .. } => {
+                        wit::Event::ActivityCompleted(wit::ActivityCompleted {
+                            handle: handle.0,
+                            output,
+                        })
+                    }
+                    EventKind::ActivityFailed {
+                        handle, failure, ..
+                    } => wit::Event::ActivityFailed(wit::ActivityFailed {
+                        handle: handle.0,
+                        failure: failure_to_wit(failure),
+                    }),
+                    EventKind::TimerFired { handle } => wit::Event::TimerFired(handle.0),
+                    EventKind::SignalReceived { name, input } => {
+                        wit::Event::Signal(wit::SignalReceived { name, input })
+                    }
+                    other => unreachable!("next_completion returned {}", other.type_name()),
+                });
+            }
+            // Nothing journaled is left for this wait: the instance is live from here on.
+            self.caught_up = true;
+            self.previous_deliveries =
+                Some(self.previous_deliveries.unwrap_or(0).max(self.deliveries));
+            if self.should_evict(&handles) {
+                self.flush().await;
+                return Err(abort(Abort::Evict));
+            }
+            if self.receive().await.map_err(abort)? == Received::Terminated {
+                return Err(abort(Abort::Terminated));
+            }
+        }
+    }
+
+    async fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.time.ms())
+    }
+
+    async fn random_bytes(&mut self, n: u32) -> wasmtime::Result<Vec<u8>> {
+        if n > MAX_RANDOM_BYTES {
+            return Err(abort(Abort::Payload(format!(
+                "random-bytes({n}) exceeds the limit of {MAX_RANDOM_BYTES}"
+            ))));
+        }
+        let mut bytes = vec![0; n as usize];
+        self.random.fill(&mut bytes);
+        Ok(bytes)
+    }
+
+    async fn log(&mut self, level: wit::LogLevel, message: String) -> wasmtime::Result<()> {
+        if self.replaying_output() {
+            return Ok(());
+        }
+        let run = self.run_id();
+        let message: String = message.chars().take(4_096).collect();
+        match level {
+            wit::LogLevel::Trace => tracing::trace!(target: "workflow", %run, "{message}"),
+            wit::LogLevel::Debug => tracing::debug!(target: "workflow", %run, "{message}"),
+            wit::LogLevel::Info => tracing::info!(target: "workflow", %run, "{message}"),
+            wit::LogLevel::Warn => tracing::warn!(target: "workflow", %run, "{message}"),
+            wit::LogLevel::Error => tracing::error!(target: "workflow", %run, "{message}"),
+        }
+        Ok(())
+    }
+
+    async fn info(&mut self) -> wasmtime::Result<wit::WorkflowInfo> {
+        let start = self.state.start();
+        Ok(wit::WorkflowInfo {
+            workflow_id: start.workflow_id.0.clone(),
+            run_id: self.run.run_id.0.clone(),
+            workflow_type: start.workflow_type.0.clone(),
+            start_time_ms: start.start_ms,
+        })
+    }
+}
