@@ -4,14 +4,16 @@
 //! journals, so a workflow that learns the outside world only through its `Context`
 //! makes the same decisions on every replay.
 
+use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::__bindings::spool::workflow::context as wit;
+use crate::cancel::Cancellation;
 use crate::retry::duration_to_ms;
 use crate::signal::Handlers;
-use crate::{ActivityError, ActivityHandle, RetryPolicy, TimerHandle};
+use crate::{ActivityError, ActivityHandle, RetryPolicy, TimerHandle, WorkflowError};
 
 /// The workflow's handle on the host: activities, timers, signals, time, randomness,
 /// logging.
@@ -24,7 +26,7 @@ use crate::{ActivityError, ActivityHandle, RetryPolicy, TimerHandle};
 /// use spool_sdk::{Context, WorkflowError};
 ///
 /// fn remind(ctx: &Context, user: String) -> Result<(), WorkflowError> {
-///     ctx.sleep(Duration::from_secs(24 * 3600));
+///     ctx.sleep(Duration::from_secs(24 * 3600))?;
 ///     ctx.activity("email.send").input(&user).call::<()>()?;
 ///     ctx.log_info(format!("reminded {user}"));
 ///     Ok(())
@@ -34,12 +36,15 @@ use crate::{ActivityError, ActivityHandle, RetryPolicy, TimerHandle};
 pub struct Context {
     /// The handlers registered with [`Context::on_signal`].
     pub(crate) signals: Handlers,
+    /// Whether the cancel request has arrived; shared with every handle made here.
+    pub(crate) cancel: Rc<Cancellation>,
 }
 
 impl Context {
     pub(crate) fn new() -> Self {
         Context {
             signals: Handlers::default(),
+            cancel: Rc::default(),
         }
     }
 
@@ -58,6 +63,7 @@ impl Context {
             input: Ok("null".to_owned()),
             retry: None,
             start_to_close: None,
+            cancel: Rc::clone(&self.cancel),
         }
     }
 
@@ -67,28 +73,38 @@ impl Context {
     /// ```no_run
     /// use std::time::Duration;
     ///
-    /// # fn f(ctx: &spool_sdk::Context) {
+    /// # fn f(ctx: &spool_sdk::Context) -> Result<(), spool_sdk::WorkflowError> {
     /// let deadline = ctx.timer(Duration::from_secs(30));
     /// // ... start other work ...
-    /// deadline.wait();
+    /// deadline.wait()?;
+    /// # Ok(())
     /// # }
     /// ```
     pub fn timer(&self, duration: Duration) -> TimerHandle {
-        TimerHandle::pending(wit::start_timer(duration_to_ms(duration)))
+        let handle = wit::start_timer(duration_to_ms(duration));
+        TimerHandle::pending(handle, Rc::clone(&self.cancel))
     }
 
     /// Sleeps durably for `duration` of virtual time: a crash in between does not
     /// shorten or restart the sleep. Millisecond resolution, rounded up.
     ///
+    /// # Errors
+    ///
+    /// If the workflow's cancel request arrives during the sleep: a [`WorkflowError`]
+    /// of kind [`Cancelled`](crate::FailureKind::Cancelled) (type `"cancelled"`, the
+    /// reason as message). `?` ends the run as cancelled; or clean up first and then
+    /// return the error (see the crate docs, "Cancellation").
+    ///
     /// ```no_run
     /// use std::time::Duration;
     ///
-    /// # fn f(ctx: &spool_sdk::Context) {
-    /// ctx.sleep(Duration::from_secs(7 * 24 * 3600)); // a week, survives restarts
+    /// # fn f(ctx: &spool_sdk::Context) -> Result<(), spool_sdk::WorkflowError> {
+    /// ctx.sleep(Duration::from_secs(7 * 24 * 3600))?; // a week, survives restarts
+    /// # Ok(())
     /// # }
     /// ```
-    pub fn sleep(&self, duration: Duration) {
-        self.timer(duration).wait();
+    pub fn sleep(&self, duration: Duration) -> Result<(), WorkflowError> {
+        self.timer(duration).wait()
     }
 
     /// The current virtual time: when the newest event the workflow has seen was
@@ -331,6 +347,7 @@ pub struct ActivityBuilder {
     input: Result<String, serde_json::Error>,
     retry: Option<RetryPolicy>,
     start_to_close: Option<Duration>,
+    cancel: Rc<Cancellation>,
 }
 
 impl ActivityBuilder {
@@ -405,16 +422,23 @@ impl ActivityBuilder {
         match self.input {
             Ok(input) => {
                 let handle = wit::start_activity(&self.name, &input, options);
-                ActivityHandle::pending(self.name, handle)
+                ActivityHandle::pending(self.name, handle, self.cancel)
             }
             Err(e) => {
                 let error = ActivityError::invalid_input(&self.name, &e);
-                ActivityHandle::failed(self.name, error)
+                ActivityHandle::failed(self.name, error, self.cancel)
             }
         }
     }
 
     /// Starts the activity, waits for it, and deserializes its output.
+    ///
+    /// # Errors
+    ///
+    /// As for [`ActivityHandle::result`]: the activity's failure, or kind
+    /// [`Cancelled`](crate::FailureKind::Cancelled) if the workflow's cancel request
+    /// arrives during the wait (the activity itself goes on, but its handle is gone;
+    /// use [`start`](ActivityBuilder::start) to keep it).
     ///
     /// ```no_run
     /// # fn f(ctx: &spool_sdk::Context) -> Result<(), spool_sdk::ActivityError> {

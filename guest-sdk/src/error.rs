@@ -11,6 +11,11 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::__bindings::spool::workflow::context as wit;
+use crate::cancel;
+
+/// The error type of cancellation errors, from the SDK and from
+/// [`WorkflowError::cancelled`].
+const CANCELLED: &str = "cancelled";
 
 /// What kind of failure ended an activity or a workflow.
 ///
@@ -37,7 +42,9 @@ pub enum FailureKind {
     Timeout,
     /// The activity name is neither a built-in nor an uploaded activity component.
     UnknownActivity,
-    /// The work was cancelled.
+    /// The work was cancelled. Every wait interrupted by the workflow's cancel request
+    /// reports this kind, and a workflow that returns an error of this kind (see
+    /// [`WorkflowError::cancelled`]) ends as cancelled.
     Cancelled,
     /// The SDK could not serialize the activity's input, so the activity never started;
     /// or a signal's input did not deserialize into the type the workflow asked for
@@ -130,6 +137,19 @@ impl ActivityError {
         }
     }
 
+    /// A wait on an activity interrupted by the workflow's cancel request: kind
+    /// [`FailureKind::Cancelled`], type `"cancelled"`, the reason as message. The
+    /// activity itself goes on; its handle can still be waited on.
+    pub(crate) fn cancelled(reason: &str) -> Self {
+        ActivityError {
+            kind: FailureKind::Cancelled,
+            error_type: CANCELLED.to_owned(),
+            message: cancel::message(reason),
+            non_retryable: true,
+            details: None,
+        }
+    }
+
     pub(crate) fn invalid_output(activity: &str, error: &serde_json::Error, raw: &str) -> Self {
         ActivityError {
             kind: FailureKind::InvalidOutput,
@@ -171,9 +191,10 @@ impl std::error::Error for ActivityError {}
 
 /// The error a workflow returns; it ends the run as failed.
 ///
-/// Build one with [`WorkflowError::new`], or let `?` convert an [`ActivityError`] (its
-/// kind, type, message, retryability and details are kept) or a `serde_json::Error`
-/// (type `"json"`, non-retryable).
+/// Build one with [`WorkflowError::new`] (or [`WorkflowError::cancelled`], which ends the
+/// run as cancelled), or let `?` convert an [`ActivityError`] (its kind, type, message,
+/// retryability and details are kept) or a `serde_json::Error` (type `"json"`,
+/// non-retryable).
 ///
 /// ```no_run
 /// use spool_sdk::{Context, WorkflowError};
@@ -210,6 +231,40 @@ impl WorkflowError {
             error_type: error_type.into(),
             message: message.into(),
             non_retryable: false,
+            details: None,
+        }
+    }
+
+    /// A cancellation: ends the run as **cancelled** rather than failed (kind
+    /// [`FailureKind::Cancelled`], type `"cancelled"`, non-retryable). The message is
+    /// `reason`, or a stock text if it is empty.
+    ///
+    /// Waits interrupted by the cancel request already return such an error (with the
+    /// operator's reason), so a workflow usually returns that one; build a new one to
+    /// end as cancelled for a reason of its own, or after clean-up that lost the
+    /// original error. See the crate docs, "Cancellation".
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use spool_sdk::{Context, WorkflowError};
+    ///
+    /// fn hold_seat(ctx: &Context, seat: String) -> Result<(), WorkflowError> {
+    ///     ctx.activity("seats.hold").input(&seat).call::<()>()?;
+    ///     if ctx.sleep(Duration::from_secs(900)).is_err() {
+    ///         ctx.activity("seats.release").input(&seat).call::<()>()?;
+    ///         let reason = ctx.cancel_reason().unwrap_or_default();
+    ///         return Err(WorkflowError::cancelled(format!("seat {seat} released: {reason}")));
+    ///     }
+    ///     ctx.activity("seats.confirm").input(&seat).call::<()>()?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn cancelled(reason: impl Into<String>) -> Self {
+        WorkflowError {
+            kind: FailureKind::Cancelled,
+            error_type: CANCELLED.to_owned(),
+            message: cancel::message(&reason.into()),
+            non_retryable: true,
             details: None,
         }
     }
@@ -346,7 +401,9 @@ impl fmt::Display for WorkflowError {
 impl std::error::Error for WorkflowError {}
 
 impl From<ActivityError> for WorkflowError {
-    /// Keeps every field, so the run fails with the activity's `error_type`.
+    /// Keeps every field, so the run fails with the activity's `error_type`, and an
+    /// activity wait interrupted by cancellation (kind [`FailureKind::Cancelled`]) ends
+    /// the run as cancelled.
     fn from(e: ActivityError) -> Self {
         WorkflowError {
             kind: e.kind,
@@ -463,6 +520,30 @@ mod tests {
         assert_eq!(failure.message, "too big");
         assert!(failure.non_retryable);
         assert_eq!(failure.details.as_deref(), Some(r#"{"limit":3}"#));
+    }
+
+    #[test]
+    fn cancelled_ends_the_run_as_cancelled_with_the_reason() {
+        let failure = WorkflowError::cancelled("operator said so").into_wit();
+        assert_eq!(failure.kind, wit::FailureKind::Cancelled);
+        assert_eq!(failure.error_type, "cancelled");
+        assert_eq!(failure.message, "operator said so");
+        assert!(failure.non_retryable);
+        assert_eq!(
+            WorkflowError::cancelled("").message(),
+            "the workflow was cancelled"
+        );
+    }
+
+    #[test]
+    fn question_mark_on_an_interrupted_activity_ends_the_run_as_cancelled() {
+        fn workflow() -> Result<(), WorkflowError> {
+            Err(ActivityError::cancelled("operator"))?;
+            Ok(())
+        }
+        let err = workflow().unwrap_err();
+        assert_eq!(err, WorkflowError::cancelled("operator"));
+        assert_eq!(err.into_wit().kind, wit::FailureKind::Cancelled);
     }
 
     #[test]

@@ -39,7 +39,7 @@
 //!         .start_to_close(Duration::from_secs(10))
 //!         .call()?;
 //!     // A durable sleep: survives restarts of the host.
-//!     ctx.sleep(Duration::from_secs(3600));
+//!     ctx.sleep(Duration::from_secs(3600))?;
 //!     ctx.activity("email.receipt").input(&order.id).call::<()>()?;
 //!     ctx.log_info(format!("order {} done", order.id));
 //!     Ok(Receipt { order: order.id, charge })
@@ -109,12 +109,62 @@
 //!     let approved = Rc::new(Cell::new(false));
 //!     let flag = Rc::clone(&approved);
 //!     ctx.on_signal("approve", move |_: serde_json::Value| flag.set(true));
-//!     if !ctx.wait_condition(|| approved.get(), Some(Duration::from_secs(7 * 86_400))) {
+//!     if !ctx.wait_condition(|| approved.get(), Some(Duration::from_secs(7 * 86_400)))? {
 //!         return Ok(false); // nobody approved within a week
 //!     }
 //!     ctx.activity("cms.publish").input(&draft).call::<()>()?;
 //!     Ok(true)
 //! }
+//! ```
+//!
+//! Signal names starting with `spool.` are reserved for the host: registering a
+//! handler for one, or waiting for one, panics.
+//!
+//! # Cancellation
+//!
+//! An operator cancels a run with `spool workflow cancel --id ID --reason TEXT`. The
+//! request reaches the workflow like a signal, durably and in order, but the workflow
+//! does not ask for it: **whatever the workflow is waiting on returns a cancellation
+//! error** (kind [`FailureKind::Cancelled`], error type `"cancelled"`, the reason as
+//! message), and [`Context::is_cancelled`] becomes true:
+//!
+//! | wait | on cancellation |
+//! |---|---|
+//! | [`ActivityBuilder::call`], [`ActivityHandle::result`] | `Err(ActivityError)` |
+//! | [`Context::all`] | `Err(ActivityError)` for each activity not yet settled |
+//! | [`Context::sleep`], [`TimerHandle::wait`] | `Err(WorkflowError)` |
+//! | [`Context::wait_signal`], [`Context::wait_condition`], [`SignalHandle::input`] | `Err(WorkflowError)` |
+//! | [`Context::any`] | `Err(WorkflowError)` |
+//!
+//! The request is delivered once. The wait it interrupts is the only one that fails;
+//! later waits work normally, so the workflow can clean up (undo what it did: a
+//! compensation) with activities and timers of its own. The interrupted work is not
+//! stopped: a started activity runs to its end, and its handle can still be waited on.
+//! A run ends as **cancelled** when the workflow returns an error of kind
+//! `Cancelled`: the one the wait returned (with `?` it passes up unchanged, also from
+//! an [`ActivityError`]), or a new one from [`WorkflowError::cancelled`]. A workflow
+//! may also ignore the request and end as it likes.
+//!
+//! The compensation pattern: on cancellation, undo the side effects done so far, then
+//! end as cancelled.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use spool_sdk::{Context, WorkflowError};
+//!
+//! fn reserve(ctx: &Context, room: String) -> Result<String, WorkflowError> {
+//!     // Cancelled here, nothing was done yet: `?` simply ends the run as cancelled.
+//!     let hold: String = ctx.activity("rooms.hold").input(&room).call()?;
+//!     // Give the guest an hour to pay.
+//!     if let Err(cancelled) = ctx.sleep(Duration::from_secs(3600)) {
+//!         // Compensation: the cancel has been delivered, so this call waits normally.
+//!         ctx.activity("rooms.release").input(&hold).call::<()>()?;
+//!         return Err(cancelled); // kind Cancelled: the run ends as cancelled
+//!     }
+//!     ctx.activity("rooms.confirm").input(&hold).call::<()>()?;
+//!     Ok(hold)
+//! }
+//! # fn main() {}
 //! ```
 //!
 //! # Errors
@@ -129,14 +179,17 @@
 //! - `context.rs`: [`Context`], [`ActivityBuilder`], [`WorkflowInfo`], [`Level`]: one
 //!   method per host import.
 //! - `wait.rs`: [`ActivityHandle`], [`TimerHandle`], [`Context::all`],
-//!   [`Context::any`]: the one path to `await-next`, and waiting on handles.
+//!   [`Context::any`]: waiting on handles.
 //! - `signal.rs`: [`Context::wait_signal`], [`Context::on_signal`],
 //!   [`Context::wait_condition`], [`SignalHandle`]: receiving signals.
+//! - `cancel.rs`: [`Context::is_cancelled`], [`Context::cancel_reason`]: listening for
+//!   the cancel request on every wait, and recording it.
 //! - `retry.rs`: [`RetryPolicy`] and the `Duration` → milliseconds rule.
 //! - `error.rs`: [`FailureKind`], [`ActivityError`], [`WorkflowError`].
 //! - `export.rs`: the glue behind [`workflow!`] (JSON in, JSON or `failure` out).
 //! - `__bindings` (hidden): the `wit-bindgen` output for `spool:workflow/workflow`.
 
+mod cancel;
 mod context;
 mod error;
 mod retry;

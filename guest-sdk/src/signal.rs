@@ -16,14 +16,19 @@
 //!
 //! Handlers run only inside `wait_signal` and `wait_condition`; while the workflow
 //! waits for anything else, signals wait in the host's queue.
+//!
+//! Names starting with `spool.` are the host's (`spool.cancel` carries the cancel
+//! request, see `cancel.rs`): registering a handler for one, or waiting for one, panics.
 
 use std::cell::RefCell;
 use std::fmt;
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
 use crate::__bindings::spool::workflow::context as wit;
+use crate::cancel::{check_user_signal, Cancellation};
 use crate::retry::duration_to_ms;
 use crate::wait::{Delivered, Host, Outcome, Pending, Settled, Waitable, Wit};
 use crate::{Awaitable, Context, WorkflowError};
@@ -101,6 +106,7 @@ fn decode<T: DeserializeOwned>(name: &str, input: &str) -> Result<T, WorkflowErr
 /// The loop behind [`Context::wait_signal`], with the timer (if any) already started.
 fn signal_loop<T: DeserializeOwned>(
     handlers: &Handlers,
+    cancel: &Cancellation,
     name: &str,
     timer: Option<u32>,
     host: &mut impl Host,
@@ -109,7 +115,7 @@ fn signal_loop<T: DeserializeOwned>(
     let mut names = vec![name.to_owned()];
     names.extend(handlers.names().into_iter().filter(|n| n != name));
     loop {
-        match host.await_next(&handles, &names) {
+        match cancel.await_next(host, &handles, &names)? {
             Delivered::Handle(got, Settled::TimerFired) if Some(got) == timer => return Ok(None),
             Delivered::Handle(got, _) => panic!("host answered for handle {got}, not asked for"),
             Delivered::Signal { name: got, input } if got == name => {
@@ -124,20 +130,21 @@ fn signal_loop<T: DeserializeOwned>(
 /// false and the timer (if any) started.
 fn condition_loop(
     handlers: &Handlers,
+    cancel: &Cancellation,
     condition: &mut dyn FnMut() -> bool,
     timer: Option<u32>,
     host: &mut impl Host,
-) -> bool {
+) -> Result<bool, WorkflowError> {
     let handles: Vec<u32> = timer.into_iter().collect();
     let names = handlers.names();
     loop {
-        match host.await_next(&handles, &names) {
-            Delivered::Handle(got, Settled::TimerFired) if Some(got) == timer => return false,
+        match cancel.await_next(host, &handles, &names)? {
+            Delivered::Handle(got, Settled::TimerFired) if Some(got) == timer => return Ok(false),
             Delivered::Handle(got, _) => panic!("host answered for handle {got}, not asked for"),
             Delivered::Signal { name, input } => {
                 handlers.handle(&name, &input, host);
                 if condition() {
-                    return true;
+                    return Ok(true);
                 }
             }
         }
@@ -163,6 +170,14 @@ impl Context {
     /// consumed; the next call waits for the next one. (Take `serde_json::Value` to
     /// accept any input.)
     ///
+    /// If the workflow's cancel request arrives first: an error of kind
+    /// [`Cancelled`](crate::FailureKind::Cancelled) (type `"cancelled"`, the reason as
+    /// message). No signal of this name was consumed.
+    ///
+    /// # Panics
+    ///
+    /// If `name` starts with `spool.`: those names are reserved for the host.
+    ///
     /// ```no_run
     /// use std::time::Duration;
     /// use serde::Deserialize;
@@ -185,8 +200,9 @@ impl Context {
         name: &str,
         timeout: Option<Duration>,
     ) -> Result<Option<T>, WorkflowError> {
+        check_user_signal(name, "wait for signal");
         let timer = timeout.map(|t| wit::start_timer(duration_to_ms(t)));
-        signal_loop(&self.signals, name, timer, &mut Wit)
+        signal_loop(&self.signals, &self.cancel, name, timer, &mut Wit)
     }
 
     /// Registers `handler` for signals named `name`, replacing the handler `name` had.
@@ -203,6 +219,14 @@ impl Context {
     /// into `T` is dropped, with a warning in the workflow log; take
     /// `serde_json::Value` to accept anything.
     ///
+    /// A cancel request never reaches a handler: it arrives as an error from the wait
+    /// (see [`Context::is_cancelled`]).
+    ///
+    /// # Panics
+    ///
+    /// If `name` starts with `spool.`: those names are reserved for the host, and no
+    /// signal with such a name is ever given to a handler.
+    ///
     /// ```no_run
     /// use std::cell::RefCell;
     /// use std::rc::Rc;
@@ -215,12 +239,13 @@ impl Context {
     ///     by: String,
     /// }
     ///
-    /// # fn f(ctx: &Context) {
+    /// # fn f(ctx: &Context) -> Result<(), spool_sdk::WorkflowError> {
     /// let votes = Rc::new(RefCell::new(Vec::new()));
     /// let tally = Rc::clone(&votes);
     /// ctx.on_signal("vote", move |vote: Vote| tally.borrow_mut().push(vote.by));
     /// // Wait for three votes, or a day.
-    /// let quorum = ctx.wait_condition(|| votes.borrow().len() >= 3, Some(Duration::from_secs(86_400)));
+    /// let quorum = ctx.wait_condition(|| votes.borrow().len() >= 3, Some(Duration::from_secs(86_400)))?;
+    /// # Ok(())
     /// # }
     /// ```
     pub fn on_signal<T, F>(&self, name: impl Into<String>, mut handler: F)
@@ -228,8 +253,10 @@ impl Context {
         T: DeserializeOwned + 'static,
         F: FnMut(T) + 'static,
     {
+        let name = name.into();
+        check_user_signal(&name, "register a handler for signal");
         self.signals.register(
-            name.into(),
+            name,
             Box::new(move |input| {
                 handler(serde_json::from_str(input)?);
                 Ok(())
@@ -238,13 +265,19 @@ impl Context {
     }
 
     /// Waits until `condition` holds, running signal handlers as signals arrive;
-    /// `false` when `timeout` (a durable timer) fires first, `true` otherwise.
+    /// `Ok(false)` when `timeout` (a durable timer) fires first, `Ok(true)` otherwise.
     ///
-    /// Returns `true` at once, starting no timer, if `condition` already holds.
+    /// Returns `Ok(true)` at once, starting no timer, if `condition` already holds.
     /// Otherwise it waits for any signal that has a handler ([`Context::on_signal`]),
     /// runs the handler, and checks `condition` again, until it holds or the timer
     /// fires. Signals without a handler stay queued. `condition` should read only
     /// workflow state (what the handlers change), never the outside world.
+    ///
+    /// # Errors
+    ///
+    /// If the workflow's cancel request arrives while it waits: a [`WorkflowError`] of
+    /// kind [`Cancelled`](crate::FailureKind::Cancelled) (type `"cancelled"`, the reason
+    /// as message). The handlers of the signals that arrived before it have run.
     ///
     /// # Panics
     ///
@@ -266,7 +299,7 @@ impl Context {
     ///     ctx.on_signal("reject", move |_: serde_json::Value| d.set(Some(false)));
     ///
     ///     let week = Duration::from_secs(7 * 24 * 3600);
-    ///     if !ctx.wait_condition(|| decision.get().is_some(), Some(week)) {
+    ///     if !ctx.wait_condition(|| decision.get().is_some(), Some(week))? {
     ///         return Ok("timed out");
     ///     }
     ///     Ok(if decision.get() == Some(true) { "approved" } else { "rejected" })
@@ -276,16 +309,16 @@ impl Context {
         &self,
         mut condition: impl FnMut() -> bool,
         timeout: Option<Duration>,
-    ) -> bool {
+    ) -> Result<bool, WorkflowError> {
         if condition() {
-            return true;
+            return Ok(true);
         }
         assert!(
             timeout.is_some() || !self.signals.is_empty(),
             "wait_condition without a timeout or a signal handler would wait forever"
         );
         let timer = timeout.map(|t| wit::start_timer(duration_to_ms(t)));
-        condition_loop(&self.signals, &mut condition, timer, &mut Wit)
+        condition_loop(&self.signals, &self.cancel, &mut condition, timer, &mut Wit)
     }
 
     /// A handle on the next signal named `name`, to wait on alone
@@ -296,22 +329,29 @@ impl Context {
     /// queue only when a wait on the handle returns it, so two handles on the same name
     /// receive two different signals. Waiting on a handle runs no signal handlers.
     ///
+    /// # Panics
+    ///
+    /// If `name` starts with `spool.`: those names are reserved for the host.
+    ///
     /// ```no_run
     /// use spool_sdk::{Context, Outcome, WorkflowError};
     ///
     /// fn export(ctx: &Context) -> Result<Option<String>, WorkflowError> {
     ///     let export = ctx.activity("reports.export").start();
-    ///     let cancel = ctx.next_signal("cancel");
-    ///     match ctx.any(&[&export, &cancel]).outcome {
+    ///     let skip = ctx.next_signal("skip");
+    ///     match ctx.any(&[&export, &skip])?.outcome {
     ///         Outcome::Signal(_) => Ok(None),
     ///         _ => Ok(Some(export.result::<String>()?)),
     ///     }
     /// }
     /// ```
     pub fn next_signal(&self, name: impl Into<String>) -> SignalHandle {
+        let name = name.into();
+        check_user_signal(&name, "wait for signal");
         SignalHandle {
-            name: name.into(),
+            name,
             input: RefCell::new(None),
+            cancel: Rc::clone(&self.cancel),
         }
     }
 }
@@ -327,7 +367,7 @@ impl Context {
 /// # fn f(ctx: &Context) -> Result<(), spool_sdk::WorkflowError> {
 /// let go = ctx.next_signal("go");
 /// let deadline = ctx.timer(Duration::from_secs(60));
-/// if ctx.any(&[&go, &deadline]).index == 0 {
+/// if ctx.any(&[&go, &deadline])?.index == 0 {
 ///     let speed: u32 = go.input()?;
 /// }
 /// # Ok(())
@@ -338,6 +378,7 @@ pub struct SignalHandle {
     name: String,
     /// The signal's JSON input, once received.
     input: RefCell<Option<String>>,
+    cancel: Rc<Cancellation>,
 }
 
 impl SignalHandle {
@@ -345,7 +386,7 @@ impl SignalHandle {
     ///
     /// ```no_run
     /// # fn f(ctx: &spool_sdk::Context) {
-    /// assert_eq!(ctx.next_signal("cancel").name(), "cancel");
+    /// assert_eq!(ctx.next_signal("skip").name(), "skip");
     /// # }
     /// ```
     pub fn name(&self) -> &str {
@@ -359,6 +400,9 @@ impl SignalHandle {
     /// # Errors
     ///
     /// If the input does not deserialize into `T`: as for [`Context::wait_signal`].
+    /// If the workflow's cancel request arrives first: an error of kind
+    /// [`Cancelled`](crate::FailureKind::Cancelled); the handle still waits for its
+    /// signal, and a later call waits again.
     ///
     /// ```no_run
     /// # fn f(ctx: &spool_sdk::Context) -> Result<(), spool_sdk::WorkflowError> {
@@ -367,8 +411,16 @@ impl SignalHandle {
     /// # }
     /// ```
     pub fn input<T: DeserializeOwned>(&self) -> Result<T, WorkflowError> {
+        self.input_from(&mut Wit)
+    }
+
+    /// [`input`](SignalHandle::input), asking `host`.
+    fn input_from<T: DeserializeOwned>(&self, host: &mut impl Host) -> Result<T, WorkflowError> {
         if self.input.borrow().is_none() {
-            match Wit.await_next(&[], std::slice::from_ref(&self.name)) {
+            match self
+                .cancel
+                .await_next(host, &[], std::slice::from_ref(&self.name))?
+            {
                 Delivered::Signal { name, input } if name == self.name => {
                     self.settle(Settled::Signal(input));
                 }
@@ -422,10 +474,14 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
-    use crate::wait::testing::Script;
+    use crate::wait::testing::{listening, Script};
     use crate::FailureKind;
 
-    #[derive(Deserialize)]
+    fn uncancelled() -> Cancellation {
+        Cancellation::default()
+    }
+
+    #[derive(Debug, Deserialize)]
     struct By {
         by: String,
     }
@@ -483,14 +539,17 @@ mod tests {
     fn condition_that_holds_returns_at_once_without_a_timer() {
         // Starting a timer would trap on the native target.
         let ctx = Context::new();
-        assert!(ctx.wait_condition(|| true, Some(Duration::from_secs(60))));
-        assert!(ctx.wait_condition(|| true, None));
+        assert_eq!(
+            ctx.wait_condition(|| true, Some(Duration::from_secs(60))),
+            Ok(true)
+        );
+        assert_eq!(ctx.wait_condition(|| true, None), Ok(true));
     }
 
     #[test]
     #[should_panic(expected = "would wait forever")]
     fn condition_with_nothing_to_wait_for_is_refused() {
-        Context::new().wait_condition(|| false, None);
+        let _ = Context::new().wait_condition(|| false, None);
     }
 
     #[test]
@@ -503,19 +562,13 @@ mod tests {
             Script::signal("reject", r#"{"by":"never reached"}"#),
         ]);
         let mut decided = || decision.borrow().is_some();
-        assert!(condition_loop(
-            &ctx.signals,
-            &mut decided,
-            Some(7),
-            &mut host
-        ));
+        assert_eq!(
+            condition_loop(&ctx.signals, &ctx.cancel, &mut decided, Some(7), &mut host),
+            Ok(true)
+        );
         assert_eq!(*decision.borrow(), Some((true, "ann".to_owned())));
         assert_eq!(seen.get(), 1);
-        let names = vec![
-            "approve".to_owned(),
-            "reject".to_owned(),
-            "comment".to_owned(),
-        ];
+        let names = listening(&["approve", "reject", "comment"]);
         assert_eq!(host.calls, [(vec![7], names.clone()), (vec![7], names)]);
         assert!(host.warnings.is_empty());
     }
@@ -525,12 +578,10 @@ mod tests {
         let (ctx, decision, _) = approval();
         let mut host = Script::new([Script::timer(7)]);
         let mut decided = || decision.borrow().is_some();
-        assert!(!condition_loop(
-            &ctx.signals,
-            &mut decided,
-            Some(7),
-            &mut host
-        ));
+        assert_eq!(
+            condition_loop(&ctx.signals, &ctx.cancel, &mut decided, Some(7), &mut host),
+            Ok(false)
+        );
         assert!(decision.borrow().is_none());
     }
 
@@ -542,7 +593,10 @@ mod tests {
             Script::signal("reject", r#"{"by":"cy"}"#),
         ]);
         let mut decided = || decision.borrow().is_some();
-        assert!(condition_loop(&ctx.signals, &mut decided, None, &mut host));
+        assert_eq!(
+            condition_loop(&ctx.signals, &ctx.cancel, &mut decided, None, &mut host),
+            Ok(true)
+        );
         assert_eq!(*decision.borrow(), Some((false, "cy".to_owned())));
         assert_eq!(seen.get(), 1);
         assert_eq!(host.warnings.len(), 1);
@@ -561,34 +615,43 @@ mod tests {
             Script::signal("reject", r#"{"by":"dan"}"#),
             Script::signal("approve", r#"{"by":"eve"}"#),
         ]);
-        let got: Option<By> = signal_loop(&ctx.signals, "approve", Some(3), &mut host).unwrap();
+        let got: Option<By> =
+            signal_loop(&ctx.signals, &ctx.cancel, "approve", Some(3), &mut host).unwrap();
         assert_eq!(got.unwrap().by, "eve");
         // `approve` went to the waiter, not to its handler.
         assert_eq!(seen.get(), 1);
         assert_eq!(*decision.borrow(), Some((false, "dan".to_owned())));
-        let names = vec!["approve".to_owned(), "reject".to_owned()];
-        assert_eq!(host.calls[0], (vec![3], names));
+        assert_eq!(host.calls[0], (vec![3], listening(&["approve", "reject"])));
     }
 
     #[test]
-    fn signal_loop_without_handlers_names_only_its_signal() {
+    fn signal_loop_without_handlers_names_only_its_signal_and_cancel() {
         let mut host = Script::new([Script::signal("go", "1")]);
-        let got: Option<u32> = signal_loop(&Handlers::default(), "go", None, &mut host).unwrap();
+        let got: Option<u32> =
+            signal_loop(&Handlers::default(), &uncancelled(), "go", None, &mut host).unwrap();
         assert_eq!(got, Some(1));
-        assert_eq!(host.calls, [(vec![], vec!["go".to_owned()])]);
+        assert_eq!(host.calls, [(vec![], listening(&["go"]))]);
     }
 
     #[test]
     fn signal_loop_is_none_when_the_timer_fires_first() {
         let mut host = Script::new([Script::timer(3)]);
-        let got: Option<u32> = signal_loop(&Handlers::default(), "go", Some(3), &mut host).unwrap();
+        let got: Option<u32> = signal_loop(
+            &Handlers::default(),
+            &uncancelled(),
+            "go",
+            Some(3),
+            &mut host,
+        )
+        .unwrap();
         assert_eq!(got, None);
     }
 
     #[test]
     fn a_signal_input_of_the_wrong_shape_is_invalid_input() {
         let mut host = Script::new([Script::signal("go", r#""fast""#)]);
-        let err = signal_loop::<u32>(&Handlers::default(), "go", None, &mut host).unwrap_err();
+        let err = signal_loop::<u32>(&Handlers::default(), &uncancelled(), "go", None, &mut host)
+            .unwrap_err();
         assert_eq!(err.kind(), FailureKind::InvalidInput);
         assert_eq!(err.error_type(), "invalid_signal");
         assert!(err.is_non_retryable());
@@ -611,5 +674,105 @@ mod tests {
             handle.input::<u32>().unwrap_err().error_type(),
             "invalid_signal"
         );
+    }
+
+    #[test]
+    fn a_cancel_interrupts_wait_condition_after_the_handlers_of_earlier_signals() {
+        let (ctx, decision, seen) = approval();
+        let mut host = Script::new([
+            Script::signal("reject", r#"{"by":"not yet"}"#),
+            Script::cancel("withdrawn"),
+        ]);
+        let mut decided_by_approval = || matches!(*decision.borrow(), Some((true, _)));
+        let err = condition_loop(
+            &ctx.signals,
+            &ctx.cancel,
+            &mut decided_by_approval,
+            Some(7),
+            &mut host,
+        )
+        .unwrap_err();
+        assert_eq!(err, WorkflowError::cancelled("withdrawn"));
+        assert_eq!(
+            seen.get(),
+            1,
+            "the handler ran for `reject`, never for the cancel"
+        );
+        assert!(ctx.is_cancelled());
+        let names = listening(&["approve", "reject"]);
+        assert_eq!(host.calls, [(vec![7], names.clone()), (vec![7], names)]);
+    }
+
+    #[test]
+    fn after_the_cancel_wait_condition_works_normally_and_stops_listening() {
+        let (ctx, decision, _) = approval();
+        let mut host = Script::new([
+            Script::cancel("withdrawn"),
+            Script::signal("approve", r#"{"by":"ann"}"#),
+        ]);
+        let mut decided = || decision.borrow().is_some();
+        assert!(condition_loop(&ctx.signals, &ctx.cancel, &mut decided, None, &mut host).is_err());
+        assert_eq!(
+            condition_loop(&ctx.signals, &ctx.cancel, &mut decided, None, &mut host),
+            Ok(true)
+        );
+        assert_eq!(
+            host.calls[1],
+            (vec![], vec!["approve".to_owned(), "reject".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_cancel_interrupts_wait_signal_without_consuming_the_signal() {
+        let (ctx, _, seen) = approval();
+        let mut host = Script::new([
+            Script::cancel("stop"),
+            Script::signal("approve", r#"{"by":"bo"}"#),
+        ]);
+        let err =
+            signal_loop::<By>(&ctx.signals, &ctx.cancel, "approve", None, &mut host).unwrap_err();
+        assert_eq!(err.kind(), FailureKind::Cancelled);
+        assert_eq!(err.message(), "stop");
+        let got = signal_loop::<By>(&ctx.signals, &ctx.cancel, "approve", None, &mut host);
+        assert_eq!(got.unwrap().unwrap().by, "bo");
+        assert_eq!(seen.get(), 0);
+        assert_eq!(host.calls[1].1, ["approve".to_owned(), "reject".to_owned()]);
+    }
+
+    #[test]
+    fn a_cancel_interrupts_a_signal_handle_which_still_waits_for_its_signal() {
+        let ctx = Context::new();
+        let go = ctx.next_signal("go");
+        let mut host = Script::new([Script::cancel("stop"), Script::signal("go", "3")]);
+        let err = go.input_from::<u32>(&mut host).unwrap_err();
+        assert_eq!(err, WorkflowError::cancelled("stop"));
+        assert!(go.pending().is_some());
+        assert_eq!(go.input_from::<u32>(&mut host), Ok(3));
+        assert_eq!(
+            host.calls,
+            [
+                (vec![], listening(&["go"])),
+                (vec![], vec!["go".to_owned()])
+            ]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "cannot register a handler for signal `spool.cancel`")]
+    fn a_handler_for_a_reserved_name_is_refused() {
+        Context::new().on_signal("spool.cancel", |_: serde_json::Value| {});
+    }
+
+    #[test]
+    #[should_panic(expected = "cannot wait for signal `spool.anything`")]
+    fn a_handle_on_a_reserved_name_is_refused() {
+        Context::new().next_signal("spool.anything");
+    }
+
+    #[test]
+    #[should_panic(expected = "reserved for the host")]
+    fn waiting_for_a_reserved_name_is_refused_before_any_timer_starts() {
+        // A timer would trap on the native target: the check comes first.
+        let _ = Context::new().wait_signal::<()>("spool.cancel", Some(Duration::from_secs(1)));
     }
 }

@@ -1,20 +1,25 @@
 //! Handles to started work, and waiting on them.
 //!
 //! Every wait goes through one host call, `await-next`, which returns the earliest
-//! journaled event among the handles and signal names given. A handle remembers its
-//! outcome once it has settled, so waiting on it again (or reading it after
-//! [`Context::any`] chose it) answers at once without asking the host; the SDK therefore
-//! never names a settled handle to the host, and never calls `await-next` with nothing
-//! to wait for.
+//! journaled event among the handles and signal names given, and every call goes
+//! through [`Cancellation::await_next`], which also listens for the cancel request. A
+//! handle remembers its outcome once it has settled, so waiting on it again (or reading
+//! it after [`Context::any`] chose it) answers at once without asking the host; the SDK
+//! therefore never names a settled handle to the host, and never calls `await-next`
+//! with nothing to wait for. A wait interrupted by cancellation leaves its handles as
+//! they were: still pending, to be waited on again.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 
 use crate::__bindings::spool::workflow::context as wit;
+use crate::cancel::{Cancellation, Cancelled};
 use crate::{ActivityError, Context, WorkflowError};
 
 /// What `await-next` reported for one handle.
+#[derive(Debug)]
 pub enum Settled {
     Activity(Result<String, wit::Failure>),
     TimerFired,
@@ -23,6 +28,7 @@ pub enum Settled {
 }
 
 /// What one `await-next` call delivered: a result for a handle, or a signal.
+#[derive(Debug)]
 pub(crate) enum Delivered {
     Handle(u32, Settled),
     Signal { name: String, input: String },
@@ -43,10 +49,6 @@ pub(crate) struct Wit;
 
 impl Host for Wit {
     fn await_next(&mut self, handles: &[u32], signals: &[String]) -> Delivered {
-        assert!(
-            !(handles.is_empty() && signals.is_empty()),
-            "await-next needs at least one handle or signal name"
-        );
         match wit::await_next(handles, signals) {
             wit::Event::ActivityCompleted(done) => {
                 Delivered::Handle(done.handle, Settled::Activity(Ok(done.output)))
@@ -67,12 +69,16 @@ impl Host for Wit {
     }
 }
 
-/// Blocks until `handle` settles.
-fn await_one(handle: u32) -> Settled {
-    match Wit.await_next(&[handle], &[]) {
+/// Blocks until `handle` settles or the cancel request arrives.
+fn await_one(
+    cancel: &Cancellation,
+    host: &mut impl Host,
+    handle: u32,
+) -> Result<Settled, Cancelled> {
+    match cancel.await_next(host, &[handle], &[])? {
         Delivered::Handle(got, settled) => {
             assert_eq!(got, handle, "host answered for a handle not asked for");
-            settled
+            Ok(settled)
         }
         Delivered::Signal { name, .. } => {
             panic!("host delivered signal `{name}` although the SDK asked for none")
@@ -114,30 +120,35 @@ pub(crate) use sealed::{Pending, Waitable};
 /// use std::time::Duration;
 /// use spool_sdk::{Awaitable, Context};
 ///
-/// # fn f(ctx: &Context) {
+/// # fn f(ctx: &Context) -> Result<(), spool_sdk::WorkflowError> {
 /// let call = ctx.activity("reports.build").start();
 /// let deadline = ctx.timer(Duration::from_secs(60));
 /// let both: [&dyn Awaitable; 2] = [&call, &deadline];
-/// let first = ctx.any(&both);
+/// let first = ctx.any(&both)?;
+/// # Ok(())
 /// # }
 /// ```
 pub trait Awaitable: sealed::Waitable {}
 
 /// How a handle chosen by [`Context::any`] settled.
 ///
+/// Cancellation is not an outcome: `any` returns it as an error, since no handle
+/// settled.
+///
 /// ```no_run
 /// use std::time::Duration;
 /// use spool_sdk::{Context, Outcome};
 ///
-/// # fn f(ctx: &Context) {
+/// # fn f(ctx: &Context) -> Result<(), spool_sdk::WorkflowError> {
 /// let call = ctx.activity("reports.build").start();
 /// let deadline = ctx.timer(Duration::from_secs(60));
-/// match ctx.any(&[&call, &deadline]).outcome {
+/// match ctx.any(&[&call, &deadline])?.outcome {
 ///     Outcome::Activity(Ok(json)) => ctx.log_info(format!("report: {json}")),
 ///     Outcome::Activity(Err(e)) => ctx.log_error(format!("report failed: {e}")),
 ///     Outcome::TimerFired => ctx.log_warn("report is late"),
 ///     Outcome::Signal(_) => unreachable!("no signal handle was given"),
 /// }
+/// # Ok(())
 /// # }
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -163,7 +174,7 @@ pub enum Outcome {
 /// # fn f(ctx: &Context) -> Result<(), spool_sdk::WorkflowError> {
 /// let call = ctx.activity("reports.build").start();
 /// let deadline = ctx.timer(Duration::from_secs(60));
-/// let first = ctx.any(&[&call, &deadline]);
+/// let first = ctx.any(&[&call, &deadline])?;
 /// if first.index == 0 {
 ///     let url: String = call.result()?;
 /// }
@@ -188,6 +199,9 @@ enum ActivityState {
 /// or together with other handles through [`Context::all`] and [`Context::any`].
 ///
 /// Dropping a handle does not cancel the activity; its result is simply never read.
+/// Nor does cancelling the workflow: a wait on the handle that the cancel request
+/// interrupts returns a [`Cancelled`](crate::FailureKind::Cancelled) error, and the
+/// handle can be waited on again afterwards for the activity's own result.
 ///
 /// ```no_run
 /// use spool_sdk::{Context, WorkflowError};
@@ -203,20 +217,23 @@ enum ActivityState {
 pub struct ActivityHandle {
     name: String,
     state: RefCell<ActivityState>,
+    cancel: Rc<Cancellation>,
 }
 
 impl ActivityHandle {
-    pub(crate) fn pending(name: String, handle: u32) -> Self {
+    pub(crate) fn pending(name: String, handle: u32, cancel: Rc<Cancellation>) -> Self {
         ActivityHandle {
             name,
             state: RefCell::new(ActivityState::Pending(handle)),
+            cancel,
         }
     }
 
-    pub(crate) fn failed(name: String, error: ActivityError) -> Self {
+    pub(crate) fn failed(name: String, error: ActivityError, cancel: Rc<Cancellation>) -> Self {
         ActivityHandle {
             name,
             state: RefCell::new(ActivityState::Done(Err(error))),
+            cancel,
         }
     }
 
@@ -237,6 +254,13 @@ impl ActivityHandle {
     /// Asking again returns the same answer without waiting. The host has already
     /// applied the retry policy when this returns an error.
     ///
+    /// # Errors
+    ///
+    /// The activity's failure; or, if the workflow's cancel request arrives during the
+    /// wait, an error of kind [`Cancelled`](crate::FailureKind::Cancelled) (type
+    /// `"cancelled"`, the reason as message), after which the handle is still pending
+    /// and a later call waits for the activity's own result.
+    ///
     /// ```no_run
     /// # fn f(ctx: &spool_sdk::Context) -> Result<(), spool_sdk::ActivityError> {
     /// let handle = ctx.activity("spool.echo").input(&[1, 2, 3]).start();
@@ -245,14 +269,29 @@ impl ActivityHandle {
     /// # }
     /// ```
     pub fn result<T: DeserializeOwned>(&self) -> Result<T, ActivityError> {
+        self.result_from(&mut Wit)
+    }
+
+    /// [`result`](ActivityHandle::result), asking `host`.
+    pub(crate) fn result_from<T: DeserializeOwned>(
+        &self,
+        host: &mut impl Host,
+    ) -> Result<T, ActivityError> {
         if let Some(handle) = self.pending_handle() {
-            self.settle_with(await_one(handle));
+            self.settle_with(await_one(&self.cancel, host, handle)?);
         }
+        self.decoded().expect("activity settled above")
+    }
+
+    /// The decoded result, once settled.
+    fn decoded<T: DeserializeOwned>(&self) -> Option<Result<T, ActivityError>> {
         match &*self.state.borrow() {
-            ActivityState::Done(Ok(raw)) => serde_json::from_str(raw)
-                .map_err(|e| ActivityError::invalid_output(&self.name, &e, raw)),
-            ActivityState::Done(Err(e)) => Err(e.clone()),
-            ActivityState::Pending(_) => unreachable!("activity settled above"),
+            ActivityState::Done(Ok(raw)) => Some(
+                serde_json::from_str(raw)
+                    .map_err(|e| ActivityError::invalid_output(&self.name, &e, raw)),
+            ),
+            ActivityState::Done(Err(e)) => Some(Err(e.clone())),
+            ActivityState::Pending(_) => None,
         }
     }
 
@@ -313,38 +352,54 @@ enum TimerState {
 /// ```no_run
 /// use std::time::Duration;
 ///
-/// # fn f(ctx: &spool_sdk::Context) {
+/// # fn f(ctx: &spool_sdk::Context) -> Result<(), spool_sdk::WorkflowError> {
 /// let reminder = ctx.timer(Duration::from_secs(3600));
 /// let cleanup = ctx.activity("files.cleanup").start();
-/// reminder.wait();
+/// reminder.wait()?;
+/// # Ok(())
 /// # }
 /// ```
 #[derive(Debug)]
 pub struct TimerHandle {
     state: Cell<TimerState>,
+    cancel: Rc<Cancellation>,
 }
 
 impl TimerHandle {
-    pub(crate) fn pending(handle: u32) -> Self {
+    pub(crate) fn pending(handle: u32, cancel: Rc<Cancellation>) -> Self {
         TimerHandle {
             state: Cell::new(TimerState::Pending(handle)),
+            cancel,
         }
     }
 
     /// Waits until the timer fires; returns at once if it already has.
     ///
+    /// # Errors
+    ///
+    /// If the workflow's cancel request arrives first: a [`WorkflowError`] of kind
+    /// [`Cancelled`](crate::FailureKind::Cancelled) (type `"cancelled"`, the reason as
+    /// message). The timer keeps running; a later `wait` waits for it again.
+    ///
     /// ```no_run
     /// use std::time::Duration;
     ///
-    /// # fn f(ctx: &spool_sdk::Context) {
+    /// # fn f(ctx: &spool_sdk::Context) -> Result<(), spool_sdk::WorkflowError> {
     /// let timer = ctx.timer(Duration::from_secs(5));
-    /// timer.wait();
+    /// timer.wait()?;
+    /// # Ok(())
     /// # }
     /// ```
-    pub fn wait(&self) {
+    pub fn wait(&self) -> Result<(), WorkflowError> {
+        self.wait_on(&mut Wit)
+    }
+
+    /// [`wait`](TimerHandle::wait), asking `host`.
+    pub(crate) fn wait_on(&self, host: &mut impl Host) -> Result<(), WorkflowError> {
         if let TimerState::Pending(handle) = self.state.get() {
-            self.settle_with(await_one(handle));
+            self.settle_with(await_one(&self.cancel, host, handle)?);
         }
+        Ok(())
     }
 
     fn settle_with(&self, settled: Settled) {
@@ -379,9 +434,12 @@ impl Waitable for TimerHandle {
 
 impl Awaitable for TimerHandle {}
 
-/// Waits until every handle has settled. See [`Context::all`].
+/// Waits until every handle has settled or the cancel request arrives. See
+/// [`Context::all`].
 pub(crate) fn all<T: DeserializeOwned>(
+    cancel: &Cancellation,
     handles: &[ActivityHandle],
+    host: &mut impl Host,
 ) -> Vec<Result<T, ActivityError>> {
     // Parallel lists: the host handles still pending, and where each sits in `handles`.
     let mut ids = Vec::with_capacity(handles.len());
@@ -392,11 +450,16 @@ pub(crate) fn all<T: DeserializeOwned>(
             owners.push(index);
         }
     }
+    let mut interrupted = None;
     while !ids.is_empty() {
-        let (got, settled) = match Wit.await_next(&ids, &[]) {
-            Delivered::Handle(got, settled) => (got, settled),
-            Delivered::Signal { name, .. } => {
+        let (got, settled) = match cancel.await_next(host, &ids, &[]) {
+            Ok(Delivered::Handle(got, settled)) => (got, settled),
+            Ok(Delivered::Signal { name, .. }) => {
                 panic!("host delivered signal `{name}` although the SDK asked for none")
+            }
+            Err(cancelled) => {
+                interrupted = Some(cancelled);
+                break;
             }
         };
         let at = ids
@@ -407,11 +470,25 @@ pub(crate) fn all<T: DeserializeOwned>(
         ids.swap_remove(at);
         owners.swap_remove(at);
     }
-    handles.iter().map(ActivityHandle::result).collect()
+    handles
+        .iter()
+        .map(|handle| match handle.decoded() {
+            Some(result) => result,
+            None => Err(interrupted
+                .clone()
+                .expect("a handle is pending only if the wait was interrupted")
+                .into()),
+        })
+        .collect()
 }
 
-/// Waits until the first handle settles. See [`Context::any`].
-pub(crate) fn any(handles: &[&dyn Awaitable], host: &mut impl Host) -> Ready {
+/// Waits until the first handle settles or the cancel request arrives. See
+/// [`Context::any`].
+pub(crate) fn any(
+    cancel: &Cancellation,
+    handles: &[&dyn Awaitable],
+    host: &mut impl Host,
+) -> Result<Ready, Cancelled> {
     assert!(
         !handles.is_empty(),
         "Context::any needs at least one handle"
@@ -420,7 +497,7 @@ pub(crate) fn any(handles: &[&dyn Awaitable], host: &mut impl Host) -> Ready {
     // so the choice is the same on every replay.
     for (index, handle) in handles.iter().enumerate() {
         if let Some(outcome) = handle.outcome() {
-            return Ready { index, outcome };
+            return Ok(Ready { index, outcome });
         }
     }
     let mut ids = Vec::new();
@@ -438,7 +515,7 @@ pub(crate) fn any(handles: &[&dyn Awaitable], host: &mut impl Host) -> Ready {
             }
         }
     }
-    let (index, settled) = match host.await_next(&ids, &names) {
+    let (index, settled) = match cancel.await_next(host, &ids, &names)? {
         Delivered::Handle(got, settled) => (waiting_for(handles, Pending::Handle(got)), settled),
         Delivered::Signal { name, input } => (
             waiting_for(handles, Pending::Signal(&name)),
@@ -449,7 +526,7 @@ pub(crate) fn any(handles: &[&dyn Awaitable], host: &mut impl Host) -> Ready {
     let outcome = handles[index]
         .outcome()
         .expect("the handle settled just above");
-    Ready { index, outcome }
+    Ok(Ready { index, outcome })
 }
 
 /// The first of `handles` waiting for `wanted`: for two handles on the same signal
@@ -465,6 +542,12 @@ impl Context {
     /// Waits for every activity and returns their results in the order of `handles`,
     /// whatever order they finish in. It waits for all of them even when one fails
     /// early; collect into `Result<Vec<_>, _>` to stop at the first error.
+    ///
+    /// If the workflow's cancel request arrives during the wait, `all` stops waiting:
+    /// the activities that had settled keep their results, and each of the others gets
+    /// an error of kind [`Cancelled`](crate::FailureKind::Cancelled) and stays pending
+    /// (its handle can be waited on again). Check [`Context::is_cancelled`] to tell a
+    /// cancellation from an activity's own failure that came first in the list.
     ///
     /// ```no_run
     /// use spool_sdk::{Context, WorkflowError};
@@ -482,7 +565,7 @@ impl Context {
         &self,
         handles: &[ActivityHandle],
     ) -> Vec<Result<T, ActivityError>> {
-        all(handles)
+        all(&self.cancel, handles, &mut Wit)
     }
 
     /// Waits until the first of `handles` settles, and says which one and how.
@@ -493,6 +576,14 @@ impl Context {
     /// settled before the call wins at once (the first such in the slice). Like every
     /// wait except [`Context::wait_signal`] and [`Context::wait_condition`], `any` runs
     /// no signal handlers.
+    ///
+    /// # Errors
+    ///
+    /// If the workflow's cancel request arrives before any handle settles: a
+    /// [`WorkflowError`] of kind [`Cancelled`](crate::FailureKind::Cancelled) (type
+    /// `"cancelled"`, the reason as message). No handle has settled; all can be waited
+    /// on again. (An already settled handle wins at once, without asking the host, so
+    /// then there is no error.)
     ///
     /// # Panics
     ///
@@ -505,15 +596,15 @@ impl Context {
     /// fn approve(ctx: &Context, order: u64) -> Result<bool, WorkflowError> {
     ///     let review = ctx.activity("orders.review").input(&order).start();
     ///     let deadline = ctx.timer(Duration::from_secs(24 * 3600));
-    ///     let first = ctx.any(&[&review, &deadline]);
+    ///     let first = ctx.any(&[&review, &deadline])?;
     ///     if first.index == 1 {
     ///         return Err(WorkflowError::new("review_timeout", "nobody reviewed in time"));
     ///     }
     ///     Ok(review.result::<bool>()?)
     /// }
     /// ```
-    pub fn any(&self, handles: &[&dyn Awaitable]) -> Ready {
-        any(handles, &mut Wit)
+    pub fn any(&self, handles: &[&dyn Awaitable]) -> Result<Ready, WorkflowError> {
+        Ok(any(&self.cancel, handles, &mut Wit)?)
     }
 }
 
@@ -524,6 +615,7 @@ pub(crate) mod testing {
     use std::collections::VecDeque;
 
     use super::{Delivered, Host, Settled};
+    use crate::cancel::CANCEL_SIGNAL;
 
     /// Answers `await-next` calls with the scripted deliveries in order, and records
     /// the calls and warnings. It does not check that an answer was asked for: that is
@@ -551,8 +643,18 @@ pub(crate) mod testing {
             }
         }
 
+        /// The cancel request, as the host delivers it.
+        pub fn cancel(reason: &str) -> Delivered {
+            let input = serde_json::json!({ "reason": reason }).to_string();
+            Script::signal(CANCEL_SIGNAL, &input)
+        }
+
         pub fn timer(handle: u32) -> Delivered {
             Delivered::Handle(handle, Settled::TimerFired)
+        }
+
+        pub fn completed(handle: u32, output: &str) -> Delivered {
+            Delivered::Handle(handle, Settled::Activity(Ok(output.to_owned())))
         }
     }
 
@@ -568,6 +670,16 @@ pub(crate) mod testing {
             self.warnings.push(message.to_owned());
         }
     }
+
+    /// `names` as the SDK sends them while listening for cancellation.
+    pub fn listening(names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .copied()
+            .chain([CANCEL_SIGNAL])
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -575,7 +687,7 @@ mod tests {
     //! These tests use handles that have settled already, or a scripted host, so they
     //! never reach the host imports (which trap on the native target).
 
-    use super::testing::Script;
+    use super::testing::{listening, Script};
     use super::*;
     use crate::FailureKind;
 
@@ -583,6 +695,7 @@ mod tests {
         ActivityHandle {
             name: "spool.echo".to_owned(),
             state: RefCell::new(ActivityState::Done(Ok(output.to_owned()))),
+            cancel: Rc::default(),
         }
     }
 
@@ -594,12 +707,13 @@ mod tests {
             non_retryable: false,
             details: None,
         });
-        ActivityHandle::failed("flaky".to_owned(), error)
+        ActivityHandle::failed("flaky".to_owned(), error, Rc::default())
     }
 
     fn fired() -> TimerHandle {
         TimerHandle {
             state: Cell::new(TimerState::Fired),
+            cancel: Rc::default(),
         }
     }
 
@@ -631,7 +745,7 @@ mod tests {
     #[test]
     fn all_keeps_handle_order() {
         let handles = [completed("1"), failed("boom"), completed("3")];
-        let results = all::<u32>(&handles);
+        let results = all::<u32>(&Cancellation::default(), &handles, &mut Script::new([]));
         assert_eq!(results.len(), 3);
         assert_eq!(results[0], Ok(1));
         assert_eq!(results[1].as_ref().unwrap_err().error_type, "boom");
@@ -640,15 +754,30 @@ mod tests {
 
     #[test]
     fn all_of_nothing_is_empty() {
-        assert!(all::<u32>(&[]).is_empty());
+        assert!(all::<u32>(&Cancellation::default(), &[], &mut Script::new([])).is_empty());
+    }
+
+    #[test]
+    fn all_collects_in_handle_order_whatever_order_they_finish_in() {
+        let cancel = Rc::new(Cancellation::default());
+        let handles = [
+            ActivityHandle::pending("a".to_owned(), 1, Rc::clone(&cancel)),
+            ActivityHandle::pending("b".to_owned(), 2, Rc::clone(&cancel)),
+        ];
+        let mut host = Script::new([Script::completed(2, "20"), Script::completed(1, "10")]);
+        let results = all::<u32>(&cancel, &handles, &mut host);
+        assert_eq!(results, [Ok(10), Ok(20)]);
+        let names = listening(&[]);
+        assert_eq!(host.calls, [(vec![1, 2], names.clone()), (vec![1], names)]);
     }
 
     #[test]
     fn any_prefers_an_already_settled_handle_without_asking_the_host() {
         // The pending timer would trap if `any` called the host.
-        let pending = TimerHandle::pending(7);
+        let pending = TimerHandle::pending(7, Rc::default());
         let done = completed(r#"{"ok":true}"#);
-        let ready = any(&[&pending, &done], &mut Script::new([]));
+        let cancel = Cancellation::default();
+        let ready = any(&cancel, &[&pending, &done], &mut Script::new([])).unwrap();
         assert_eq!(ready.index, 1);
         assert_eq!(
             ready.outcome,
@@ -660,46 +789,49 @@ mod tests {
     fn any_picks_the_first_settled_in_slice_order() {
         let timer = fired();
         let activity = failed("late");
+        let cancel = Cancellation::default();
         let mut host = Script::new([]);
         assert_eq!(
-            any(&[&timer, &activity], &mut host).outcome,
+            any(&cancel, &[&timer, &activity], &mut host)
+                .unwrap()
+                .outcome,
             Outcome::TimerFired
         );
-        let ready = any(&[&activity, &timer], &mut host);
+        let ready = any(&cancel, &[&activity, &timer], &mut host).unwrap();
         assert_eq!(ready.index, 0);
         assert!(matches!(ready.outcome, Outcome::Activity(Err(ref e)) if e.error_type == "late"));
     }
 
     #[test]
     fn a_fired_timer_waits_no_more() {
-        fired().wait();
+        fired().wait().unwrap();
     }
 
     #[test]
     #[should_panic(expected = "at least one handle")]
     fn any_of_nothing_is_refused() {
-        any(&[], &mut Script::new([]));
+        let _ = any(&Cancellation::default(), &[], &mut Script::new([]));
     }
 
     #[test]
     fn any_names_handles_and_signals_and_settles_the_one_answered() {
         let ctx = Context::new();
-        let activity = ActivityHandle::pending("slow".to_owned(), 4);
-        let timer = TimerHandle::pending(5);
-        let cancel = ctx.next_signal("cancel");
+        let activity = ActivityHandle::pending("slow".to_owned(), 4, Rc::clone(&ctx.cancel));
+        let timer = TimerHandle::pending(5, Rc::clone(&ctx.cancel));
+        let stop = ctx.next_signal("stop");
         let mut host = Script::new([Script::timer(5)]);
-        let ready = any(&[&activity, &cancel, &timer], &mut host);
+        let ready = any(&ctx.cancel, &[&activity, &stop, &timer], &mut host).unwrap();
         assert_eq!(ready.index, 2);
         assert_eq!(ready.outcome, Outcome::TimerFired);
-        assert_eq!(host.calls, [(vec![4, 5], vec!["cancel".to_owned()])]);
+        assert_eq!(host.calls, [(vec![4, 5], listening(&["stop"]))]);
         assert!(activity.pending_handle().is_some());
-        assert!(cancel.pending().is_some());
+        assert!(stop.pending().is_some());
     }
 
     #[test]
     fn a_signal_goes_to_the_first_handle_waiting_for_its_name() {
         let ctx = Context::new();
-        let timer = TimerHandle::pending(1);
+        let timer = TimerHandle::pending(1, Rc::clone(&ctx.cancel));
         let first = ctx.next_signal("vote");
         let second = ctx.next_signal("vote");
         let mut host = Script::new([
@@ -707,16 +839,119 @@ mod tests {
             Script::signal("vote", r#""no""#),
         ]);
         let handles: [&dyn Awaitable; 3] = [&timer, &first, &second];
-        let ready = any(&handles, &mut host);
+        let ready = any(&ctx.cancel, &handles, &mut host).unwrap();
         assert_eq!(ready.index, 1);
         assert_eq!(ready.outcome, Outcome::Signal(Ok(serde_json::json!("yes"))));
         // The name is asked for once, however many handles wait for it.
-        assert_eq!(host.calls[0], (vec![1], vec!["vote".to_owned()]));
+        assert_eq!(host.calls[0], (vec![1], listening(&["vote"])));
         // `first` has settled, so it wins again at once; `second` gets the next vote.
-        assert_eq!(any(&handles, &mut host).index, 1);
-        let ready = any(&[&timer, &second], &mut host);
+        assert_eq!(any(&ctx.cancel, &handles, &mut host).unwrap().index, 1);
+        let ready = any(&ctx.cancel, &[&timer, &second], &mut host).unwrap();
         assert_eq!(ready.outcome, Outcome::Signal(Ok(serde_json::json!("no"))));
         assert_eq!(first.input::<String>().unwrap(), "yes");
         assert_eq!(host.calls.len(), 2);
+    }
+
+    #[test]
+    fn an_interrupted_activity_wait_is_cancelled_and_the_handle_stays_usable() {
+        let cancel = Rc::new(Cancellation::default());
+        let handle = ActivityHandle::pending("hotel.hold".to_owned(), 3, Rc::clone(&cancel));
+        let mut host = Script::new([Script::cancel("trip called off"), Script::completed(3, "7")]);
+        let err = handle.result_from::<u32>(&mut host).unwrap_err();
+        assert_eq!(err.kind, FailureKind::Cancelled);
+        assert_eq!(err.error_type, "cancelled");
+        assert_eq!(err.message, "trip called off");
+        assert_eq!(
+            WorkflowError::from(err).kind(),
+            FailureKind::Cancelled,
+            "`?` keeps the kind, so the run ends as cancelled"
+        );
+        assert!(handle.pending_handle().is_some());
+        assert_eq!(cancel.reason().as_deref(), Some("trip called off"));
+        // Delivered once: the next wait is an ordinary one.
+        assert_eq!(handle.result_from::<u32>(&mut host), Ok(7));
+        assert_eq!(host.calls, [(vec![3], listening(&[])), (vec![3], vec![])]);
+    }
+
+    #[test]
+    fn an_interrupted_timer_wait_is_cancelled_and_can_be_waited_on_again() {
+        let cancel = Rc::new(Cancellation::default());
+        let timer = TimerHandle::pending(9, Rc::clone(&cancel));
+        let mut host = Script::new([Script::cancel("no more"), Script::timer(9)]);
+        let err = timer.wait_on(&mut host).unwrap_err();
+        assert_eq!(err, WorkflowError::cancelled("no more"));
+        assert!(timer.pending().is_some());
+        timer.wait_on(&mut host).unwrap();
+        assert_eq!(timer.outcome(), Some(Outcome::TimerFired));
+        assert_eq!(host.calls, [(vec![9], listening(&[])), (vec![9], vec![])]);
+    }
+
+    #[test]
+    fn all_keeps_what_settled_and_reports_the_rest_as_cancelled() {
+        let cancel = Rc::new(Cancellation::default());
+        let handles = [
+            ActivityHandle::pending("a".to_owned(), 1, Rc::clone(&cancel)),
+            ActivityHandle::pending("b".to_owned(), 2, Rc::clone(&cancel)),
+            completed("3"),
+        ];
+        let mut host = Script::new([
+            Script::completed(2, "2"),
+            Script::cancel("enough"),
+            Script::completed(1, "1"),
+        ]);
+        let results = all::<u32>(&cancel, &handles, &mut host);
+        assert_eq!(results[1], Ok(2));
+        assert_eq!(results[2], Ok(3));
+        let err = results[0].as_ref().unwrap_err();
+        assert_eq!(
+            (err.kind, err.message.as_str()),
+            (FailureKind::Cancelled, "enough")
+        );
+        // The interrupted handle waits normally afterwards.
+        assert_eq!(
+            all::<u32>(&cancel, &handles, &mut host),
+            [Ok(1), Ok(2), Ok(3)]
+        );
+        assert_eq!(
+            host.calls,
+            [
+                (vec![1, 2], listening(&[])),
+                (vec![1], listening(&[])),
+                (vec![1], vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_interrupted_any_settles_nothing_and_later_waits_stop_listening() {
+        let ctx = Context::new();
+        let activity = ActivityHandle::pending("slow".to_owned(), 4, Rc::clone(&ctx.cancel));
+        let stop = ctx.next_signal("stop");
+        let mut host = Script::new([Script::cancel("late"), Script::signal("stop", "1")]);
+        let err = any(&ctx.cancel, &[&activity, &stop], &mut host).unwrap_err();
+        assert_eq!(WorkflowError::from(err), WorkflowError::cancelled("late"));
+        assert!(activity.pending().is_some() && stop.pending().is_some());
+        assert!(ctx.is_cancelled());
+        let ready = any(&ctx.cancel, &[&activity, &stop], &mut host).unwrap();
+        assert_eq!(ready.index, 1);
+        assert_eq!(
+            host.calls,
+            [
+                (vec![4], listening(&["stop"])),
+                (vec![4], vec!["stop".to_owned()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cancel_that_arrived_earlier_changes_nothing_for_settled_handles() {
+        let cancel = Rc::new(Cancellation::default());
+        let timer = TimerHandle::pending(1, Rc::clone(&cancel));
+        let _ = timer.wait_on(&mut Script::new([Script::cancel("x")]));
+        // An empty script: a settled handle answers without the host.
+        let done = completed("5");
+        assert_eq!(done.result_from::<u32>(&mut Script::new([])), Ok(5));
+        let ready = any(&cancel, &[&timer, &done], &mut Script::new([])).unwrap();
+        assert_eq!(ready.index, 1);
     }
 }

@@ -52,7 +52,7 @@ async fn index(State(engine): State<Engine>) -> Html<String> {
         "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=3>\
          <title>Spool</title><style>body{{font-family:sans-serif;margin:2em}}\
          table{{border-collapse:collapse}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}}\
-         .failed{{color:#b00}}.completed{{color:#070}}.blocked{{color:#a60}}</style></head>\
+         .failed,.terminated{{color:#b00}}.completed{{color:#070}}.blocked,.cancelled{{color:#a60}}</style></head>\
          <body><h1>Spool workflows</h1><table><tr><th>workflow id</th><th>type</th><th>status</th>\
          <th>created (ms)</th><th>result</th></tr>{rows}</table></body></html>"
     ))

@@ -173,3 +173,74 @@ fn signal_with_start_starts_the_workflow_then_delivers() {
     let missing = server.cli(&["workflow", "signal", "--id", "ghost", "--name", "approve"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not_found"));
 }
+
+#[test]
+fn a_cancelled_workflow_compensates_and_ends_as_cancelled() {
+    let dir = tempdir();
+    let sink = common::Sink::start();
+    let module = format!("cancellable={}", guest("cancellable").display());
+    let server = Server::start(dir.path(), &["--module", &module]);
+    let input = serde_json::json!({ "notify_endpoint": sink.url, "sleep_ms": 600_000 }).to_string();
+    server.cli_ok(&[
+        "workflow",
+        "start",
+        "--type",
+        "cancellable",
+        "--id",
+        "order-1",
+        "--input",
+        &input,
+    ]);
+    server.wait_for_history("order-1", Duration::from_secs(20), |t| {
+        t.iter().any(|t| t == "timer_started")
+    });
+    assert_eq!(sink.count("reserved"), 1);
+    server.cli_ok(&[
+        "workflow",
+        "cancel",
+        "--id",
+        "order-1",
+        "--reason",
+        "customer changed their mind",
+    ]);
+
+    let out = server.cli(&["workflow", "result", "--id", "order-1", "--timeout", "30"]);
+    assert_eq!(out.status.code(), Some(1));
+    let run = server.cli_json(&["workflow", "describe", "--id", "order-1"]);
+    assert_eq!(run["status"], "cancelled", "{run}");
+    assert_eq!(run["failure"]["kind"], "cancelled");
+    assert!(run["failure"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("customer changed their mind"));
+    assert_eq!(sink.count("released"), 1, "the compensation ran");
+    assert_eq!(sink.count("confirmed"), 0);
+    let events = server.cli_json(&["workflow", "history", "--id", "order-1"])["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let cancel = events
+        .iter()
+        .find(|e| e["type"] == "signal_received")
+        .unwrap();
+    assert_eq!(cancel["name"], "spool.cancel");
+
+    // Cancelling a closed run is refused.
+    let again = server.cli(&["workflow", "cancel", "--id", "order-1"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("workflow_closed"));
+
+    // Without a cancel the same workflow confirms.
+    let input = serde_json::json!({ "notify_endpoint": sink.url, "sleep_ms": 10 }).to_string();
+    server.cli_ok(&[
+        "workflow",
+        "start",
+        "--type",
+        "cancellable",
+        "--id",
+        "order-2",
+        "--input",
+        &input,
+    ]);
+    let output = server.cli_json(&["workflow", "result", "--id", "order-2", "--timeout", "30"]);
+    assert_eq!(output["outcome"], "confirmed");
+}

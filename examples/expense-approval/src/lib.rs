@@ -82,7 +82,8 @@ fn expense_approval(ctx: &Context, expense: Expense) -> Result<Outcome, Workflow
 
     // Durable: a timer in the journal. Handlers run here, as signals arrive.
     let timeout = Duration::from_secs(expense.timeout_secs);
-    ctx.wait_condition(|| decision.borrow().is_some(), Some(timeout));
+    // `?`: a cancel request while waiting ends the run as cancelled.
+    ctx.wait_condition(|| decision.borrow().is_some(), Some(timeout))?;
 
     let (status, decided_by) = match decision.take() {
         Some((status, by)) => (status, Some(by)),

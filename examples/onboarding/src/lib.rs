@@ -25,7 +25,8 @@ fn onboarding(ctx: &Context, input: Input) -> Result<String, WorkflowError> {
     send_email(ctx, &input.email_endpoint, &input.user_id, "welcome")?;
 
     // Durable: a timer in the journal, not a thread sleeping in the host.
-    ctx.sleep(Duration::from_secs(input.follow_up_secs));
+    // A cancel request during the sleep ends the run as cancelled (`?`).
+    ctx.sleep(Duration::from_secs(input.follow_up_secs))?;
 
     send_email(ctx, &input.email_endpoint, &input.user_id, "follow-up")?;
     Ok(format!("Onboarding complete for {}", input.user_id))

@@ -66,19 +66,19 @@ pub fn router(state: ApiState) -> Router {
         )
         .route(
             &format!("{ns}/workflows/{{id}}/signals"),
-            post(signal_workflow),
+            post(signal_workflow).layer(DefaultBodyLimit::max(json_limit)),
         )
         .route(
             &format!("{ns}/workflows/{{id}}/cancel"),
-            post(cancel_workflow),
+            post(cancel_workflow).layer(DefaultBodyLimit::max(json_limit)),
         )
         .route(
             &format!("{ns}/workflows/{{id}}/terminate"),
-            post(terminate_workflow),
+            post(terminate_workflow).layer(DefaultBodyLimit::max(json_limit)),
         )
         .route(
             &format!("{ns}/workflows/{{id}}/signal-with-start"),
-            post(signal_with_start),
+            post(signal_with_start).layer(DefaultBodyLimit::max(json_limit)),
         )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")

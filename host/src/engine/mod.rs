@@ -78,7 +78,7 @@ pub enum EngineError {
     /// Pick another id or wait for the open run to end.
     #[error("workflow {0} is already running")]
     AlreadyRunning(WorkflowId),
-    #[error("workflow {0} is {1}; only an open run takes signals")]
+    #[error("workflow {0} is {1}: its run is closed")]
     NotOpen(WorkflowId, &'static str),
     /// Retry later.
     #[error("storage: {0}")]

@@ -440,6 +440,10 @@ fn update_status(
         conn.prepare_cached("DELETE FROM timers WHERE run_id = ?1")
             .and_then(|mut s| s.execute(params![run]))
             .map_err(storage)?;
+        // Signals accepted while the run was open but never journaled go with it.
+        conn.prepare_cached("DELETE FROM signal_inbox WHERE run_id = ?1")
+            .and_then(|mut s| s.execute(params![run]))
+            .map_err(storage)?;
         conn.prepare_cached(
             "UPDATE activity_tasks SET status = 'abandoned' WHERE run_id = ?1 AND status = 'scheduled'",
         )

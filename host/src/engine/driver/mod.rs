@@ -167,13 +167,7 @@ pub(super) async fn drive(
     }
     // Signals that arrived while no driver ran (a restart, a blocked run) wait in the
     // inbox: have them journaled at the first wait.
-    match host.inner.journal.inbox(&run_id).await {
-        Ok(waiting) if !waiting.is_empty() => {
-            let _ = host.outbox.try_send(RunMsg::SignalsArrived);
-        }
-        Ok(_) => {}
-        Err(e) => tracing::error!(run = %run_id, error = %e, "cannot read the signal inbox"),
-    }
+    host.wake_for_waiting_signals().await;
     // Whatever was started before a restart and has no result yet is started again.
     let outstanding = host.state.outstanding();
     host.start_effects(outstanding);
@@ -412,7 +406,22 @@ impl RunHost {
         self.unconfirmed.clear();
         let outstanding = self.state.outstanding();
         self.start_effects(outstanding);
+        self.wake_for_waiting_signals().await;
         Ok(())
+    }
+
+    /// Signals left in the inbox (by a restart, or a commit that failed) are journaled at
+    /// the next wait.
+    async fn wake_for_waiting_signals(&mut self) {
+        match self.inner.journal.inbox(&self.run.run_id).await {
+            Ok(waiting) if !waiting.is_empty() => {
+                let _ = self.outbox.try_send(RunMsg::SignalsArrived);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(run = %self.run.run_id, error = %e, "cannot read the signal inbox")
+            }
+        }
     }
 
     /// Waits for at least one message from the run's tasks, journals every result that

@@ -59,12 +59,12 @@ struct Output {
 fn approval(ctx: &Context, input: Input) -> Result<Output, WorkflowError> {
     let timeout = Duration::from_millis(input.timeout_ms);
     match input.mode {
-        Mode::Condition => Ok(by_condition(ctx, timeout)),
+        Mode::Condition => by_condition(ctx, timeout),
         Mode::Signal => by_signal(ctx, timeout),
     }
 }
 
-fn by_condition(ctx: &Context, timeout: Duration) -> Output {
+fn by_condition(ctx: &Context, timeout: Duration) -> Result<Output, WorkflowError> {
     // The first decision wins; the handlers share it with the workflow through an Rc.
     let decision: Rc<RefCell<Option<(Verdict, String)>>> = Rc::default();
     let seen = Rc::new(Cell::new(0u32));
@@ -79,16 +79,16 @@ fn by_condition(ctx: &Context, timeout: Duration) -> Output {
             decision.borrow_mut().get_or_insert((verdict, input.by));
         });
     }
-    ctx.wait_condition(|| decision.borrow().is_some(), Some(timeout));
+    ctx.wait_condition(|| decision.borrow().is_some(), Some(timeout))?;
     let (outcome, by) = match decision.take() {
         Some((verdict, by)) => (verdict, Some(by)),
         None => (Verdict::TimedOut, None),
     };
-    Output {
+    Ok(Output {
         outcome,
         by,
         signals_seen: Some(seen.get()),
-    }
+    })
 }
 
 fn by_signal(ctx: &Context, timeout: Duration) -> Result<Output, WorkflowError> {

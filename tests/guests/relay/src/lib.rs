@@ -46,7 +46,7 @@ fn relay(ctx: &Context, input: Input) -> Result<serde_json::Value, WorkflowError
     };
     let handle = activity.start();
     let deadline = ctx.timer(Duration::from_millis(deadline_ms));
-    match ctx.any(&[&handle, &deadline]).outcome {
+    match ctx.any(&[&handle, &deadline])?.outcome {
         Outcome::Activity(result) => Ok(result?),
         Outcome::TimerFired => Ok(serde_json::json!({ "timed_out": true })),
         Outcome::Signal(_) => unreachable!("no signal handle was raced"),

@@ -53,14 +53,14 @@ pub fn steps(ctx: &Context, input: Input) -> Result<Output, WorkflowError> {
         Mode::Sequential => {
             for step in 1..=input.steps {
                 if let Some(pause) = pause {
-                    ctx.sleep(pause);
+                    ctx.sleep(pause)?;
                 }
                 sum += echo(ctx, step).result::<Echoed>()?.step;
             }
         }
         Mode::Parallel => {
             if let Some(pause) = pause {
-                ctx.sleep(pause);
+                ctx.sleep(pause)?;
             }
             let handles: Vec<_> = (1..=input.steps).map(|step| echo(ctx, step)).collect();
             for echoed in ctx.all::<Echoed>(&handles) {
