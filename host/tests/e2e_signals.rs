@@ -244,3 +244,55 @@ fn a_cancelled_workflow_compensates_and_ends_as_cancelled() {
     let output = server.cli_json(&["workflow", "result", "--id", "order-2", "--timeout", "30"]);
     assert_eq!(output["outcome"], "confirmed");
 }
+
+#[test]
+fn queries_read_waiting_restarted_and_finished_runs_without_changing_them() {
+    let dir = tempdir();
+    let mut server = approval_server(dir.path());
+    start_approval(&server, "q1", 600_000);
+    let before = server.wait_for_history("q1", Duration::from_secs(20), |t| {
+        t.iter().any(|t| t == "timer_started")
+    });
+    let status = server.cli_json(&["workflow", "query", "--id", "q1", "--name", "status"]);
+    assert_eq!(status["decided"], false, "{status}");
+    assert_eq!(status["signals_seen"], 0);
+    let after = server.cli_json(&["workflow", "history", "--id", "q1"])["events"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, before.len(), "a query journals nothing");
+
+    // After a crash the run is only in the journal: the query replays it.
+    server.kill9();
+    server.restart();
+    let status = server.cli_json(&["workflow", "query", "--id", "q1", "--name", "status"]);
+    assert_eq!(status["decided"], false);
+
+    server.cli_ok(&[
+        "workflow",
+        "signal",
+        "--id",
+        "q1",
+        "--name",
+        "approve",
+        "--input",
+        r#"{"by": "alice"}"#,
+    ]);
+    let output = server.cli_json(&["workflow", "result", "--id", "q1", "--timeout", "30"]);
+    assert_eq!(output["outcome"], "approved");
+    let status = server.cli_json(&["workflow", "query", "--id", "q1", "--name", "status"]);
+    assert_eq!(
+        status["decided"], true,
+        "a finished run answers from its final state: {status}"
+    );
+    assert_eq!(status["outcome"], "approved");
+    assert_eq!(status["signals_seen"], 1);
+
+    let unknown = server.cli(&["workflow", "query", "--id", "q1", "--name", "balance"]);
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("query_rejected") && stderr.contains("balance"),
+        "{stderr}"
+    );
+}

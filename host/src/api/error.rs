@@ -64,6 +64,8 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             EngineError::AlreadyRunning(_) => (StatusCode::CONFLICT, "already_running"),
             EngineError::NotOpen(..) => (StatusCode::CONFLICT, "workflow_closed"),
+            EngineError::QueryRejected(_) => (StatusCode::BAD_REQUEST, "query_rejected"),
+            EngineError::QueryFailed(_) => (StatusCode::UNPROCESSABLE_ENTITY, "query_failed"),
             EngineError::Storage(_) => {
                 tracing::error!(error = %message, "storage error while serving a request");
                 return Self::new(

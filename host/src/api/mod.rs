@@ -69,6 +69,10 @@ pub fn router(state: ApiState) -> Router {
             post(signal_workflow).layer(DefaultBodyLimit::max(json_limit)),
         )
         .route(
+            &format!("{ns}/workflows/{{id}}/query"),
+            post(query_workflow).layer(DefaultBodyLimit::max(json_limit)),
+        )
+        .route(
             &format!("{ns}/workflows/{{id}}/cancel"),
             post(cancel_workflow).layer(DefaultBodyLimit::max(json_limit)),
         )
@@ -331,6 +335,7 @@ async fn repin_workflow(
     Ok(Json(RunView::from(run)))
 }
 
+/// The body of `signals` and `query`: a name and JSON input.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SignalBody {
@@ -425,4 +430,19 @@ async fn cancel_workflow(
         .cancel(&namespace(ns)?, &workflow_id(id)?, &reason)
         .await?;
     Ok(Json(RunView::from(run)))
+}
+
+async fn query_workflow(
+    State(state): State<ApiState>,
+    ApiPath((ns, id)): ApiPath<(String, String)>,
+    body: Result<Json<SignalBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
+    let input = body.input.unwrap_or(serde_json::Value::Null).to_string();
+    let answer = state
+        .engine
+        .query(&namespace(ns)?, &workflow_id(id)?, &body.name, &input)
+        .await?;
+    let result = serde_json::from_str(&answer).unwrap_or(serde_json::Value::String(answer));
+    Ok(Json(serde_json::json!({ "result": result })))
 }

@@ -192,6 +192,12 @@ impl Client {
         self.send(self.http.post(url).json(&body)).await
     }
 
+    pub async fn query(&self, id: &str, name: &str, input: Value) -> Result<Value, ClientError> {
+        let body = serde_json::json!({ "name": name, "input": input });
+        let url = self.url(&format!("/workflows/{id}/query"));
+        self.send(self.http.post(url).json(&body)).await
+    }
+
     pub async fn describe(&self, id: &str) -> Result<Value, ClientError> {
         self.send(self.http.get(self.url(&format!("/workflows/{id}"))))
             .await

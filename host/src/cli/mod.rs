@@ -160,6 +160,17 @@ enum WorkflowCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Ask a workflow about its state through a query handler it registered; works on
+    /// running and finished workflows and never changes them. Prints the JSON answer.
+    Query {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// JSON input of the query.
+        #[arg(long, default_value = "null")]
+        input: String,
+    },
     /// Show a workflow's newest run.
     Describe {
         #[arg(long)]
@@ -370,6 +381,10 @@ async fn workflow_command(
             }
         }
         WorkflowCommand::Describe { id } => print_json(&client.describe(&id).await?),
+        WorkflowCommand::Query { id, name, input } => {
+            let input = parse_json("--input", &input)?;
+            print_json(&client.query(&id, &name, input).await?["result"]);
+        }
         WorkflowCommand::Terminate { id, reason } => {
             client.stop(&id, "terminate", reason.as_deref()).await?;
             println!("workflow {id} terminated");

@@ -78,6 +78,12 @@ pub enum EngineError {
     /// Pick another id or wait for the open run to end.
     #[error("workflow {0} is already running")]
     AlreadyRunning(WorkflowId),
+    /// The workflow refused the query (unknown name, bad input): fix the query.
+    #[error("the workflow refused the query: {0}")]
+    QueryRejected(String),
+    /// The run could not be replayed to answer (a trap, non-determinism, no handler).
+    #[error("{0}")]
+    QueryFailed(String),
     #[error("workflow {0} is {1}: its run is closed")]
     NotOpen(WorkflowId, &'static str),
     /// Retry later.
@@ -432,6 +438,33 @@ impl Engine {
         }
         self.inner.wake(&run.run_id).await;
         Ok(run)
+    }
+
+    /// Answers a query about the newest run of `workflow_id` — running, waiting, evicted
+    /// or finished — through the handler the workflow registered. The run is replayed
+    /// in a throwaway instance: nothing is journaled and the live run is not touched.
+    pub async fn query(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+        name: &str,
+        input: &str,
+    ) -> EngineResult<String> {
+        validate_name("query name", name).map_err(EngineError::InvalidInput)?;
+        self.check_payload(input)?;
+        let run = self.describe(namespace, workflow_id).await?;
+        let events = self.inner.journal.events(&run.run_id).await?;
+        let limit = self.inner.config.max_payload_bytes;
+        match driver::answer_query(self.inner.clone(), run, events, name.into(), input.into()).await
+        {
+            Ok(Ok(answer)) if answer.len() > limit => Err(EngineError::QueryFailed(format!(
+                "the answer of {} bytes exceeds the limit of {limit}",
+                answer.len()
+            ))),
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(refusal)) => Err(EngineError::QueryRejected(refusal)),
+            Err(e) => Err(EngineError::QueryFailed(e.to_string())),
+        }
     }
 
     /// Ends the open run of `workflow_id` at once, recording `reason` in its history.

@@ -2,6 +2,9 @@
 //! conversions between WIT types and the journal's.
 
 use super::{abort, Abort, Received, RunHost, MAX_RANDOM_BYTES};
+
+/// A query instance answers exactly one query.
+const QUERY_ID: u64 = 1;
 use crate::engine::replay::Command;
 use crate::ids::Handle;
 use crate::journal::{ActivityOptions, EventKind, Failure, FailureKind, RetryPolicy};
@@ -108,6 +111,19 @@ impl wit::Host for RunHost {
                     other => unreachable!("next_completion returned {}", other.type_name()),
                 });
             }
+            // Nothing journaled is left for this wait. A query instance asks its query
+            // here (the state is as current as the journal) and stops after the answer.
+            if let Some(query) = &mut self.query {
+                if query.asked {
+                    return Err(abort(Abort::QueryAnswered));
+                }
+                query.asked = true;
+                return Ok(wit::Event::Query(wit::QueryRequest {
+                    id: QUERY_ID,
+                    name: query.name.clone(),
+                    input: query.input.clone(),
+                }));
+            }
             // Nothing journaled is left for this wait: the instance is live from here on.
             self.caught_up = true;
             self.previous_deliveries =
@@ -137,8 +153,22 @@ impl wit::Host for RunHost {
         Ok(bytes)
     }
 
+    async fn respond_query(
+        &mut self,
+        id: u64,
+        answer: Result<String, String>,
+    ) -> wasmtime::Result<()> {
+        // Outside a query instance (or for another id) there is nobody to answer.
+        if let Some(query) = &mut self.query {
+            if id == QUERY_ID && query.answer.is_none() {
+                query.answer = Some(answer);
+            }
+        }
+        Ok(())
+    }
+
     async fn log(&mut self, level: wit::LogLevel, message: String) -> wasmtime::Result<()> {
-        if self.replaying_output() {
+        if self.query.is_some() || self.replaying_output() {
             return Ok(());
         }
         let run = self.run_id();

@@ -19,7 +19,7 @@ use crate::journal::{
 };
 use crate::runtime::bindings::spool::workflow::context as wit;
 use crate::runtime::wasi::{deterministic_wasi, CapturedOutput, SeededRandom, VirtualTime};
-use crate::runtime::Activations;
+use crate::runtime::{Activations, Sandbox};
 use context::failure_from_wit;
 use outcome::{check_output, describe_trap, sandbox_failure};
 use std::sync::Arc;
@@ -68,6 +68,8 @@ enum Abort {
     Evict,
     #[error("terminated")]
     Terminated,
+    #[error("query answered")]
+    QueryAnswered,
     #[error(transparent)]
     NonDeterminism(#[from] NonDeterminism),
     #[error(transparent)]
@@ -105,6 +107,8 @@ pub struct RunHost {
     /// How far earlier instances of this run (in this process) got before they waited:
     /// the current instance's output up to there was already logged.
     previous_deliveries: Option<usize>,
+    /// Set in throwaway instances that answer a query: nothing is journaled or started.
+    query: Option<QueryState>,
 }
 
 impl Activations for RunHost {
@@ -142,21 +146,7 @@ pub(super) async fn drive(
     if state.is_closed() {
         return;
     }
-    let mut host = RunHost {
-        random: SeededRandom::new(state.start().seed),
-        time: VirtualTime::new(state.start().start_ms),
-        inner,
-        run,
-        state,
-        inbox,
-        outbox,
-        pending: Vec::new(),
-        unconfirmed: Vec::new(),
-        new_activation: false,
-        deliveries: 0,
-        caught_up: false,
-        previous_deliveries: None,
-    };
+    let mut host = RunHost::new(inner, run, state, (outbox, inbox));
     if host.run.status == RunStatus::Blocked {
         // Resuming a blocked run (after a restart or a repin): it is running again until
         // replay shows otherwise.
@@ -220,7 +210,32 @@ const HOST_ERROR_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_se
 
 /// Builds a guest instance, replays it against the journal and lets it run until it
 /// returns or stops; hands the host state back either way.
-async fn run_instance(mut host: RunHost) -> (InstanceEnd, RunHost) {
+async fn run_instance(host: RunHost) -> (InstanceEnd, RunHost) {
+    let (mut store, pre, output, input) = match new_instance(host).await {
+        Ok(instance) => instance,
+        Err((e, host)) => return (InstanceEnd::HostError(e), host),
+    };
+    let result = async {
+        let workflow = pre.instantiate_async(&mut store).await?;
+        workflow.call_run(&mut store, &input).await
+    }
+    .await;
+    let host = store.into_data().host;
+    let end = classify(&host, result, &output);
+    (end, host)
+}
+
+type Instance = (
+    wasmtime::Store<Sandbox<RunHost>>,
+    super::RunPre,
+    CapturedOutput,
+    String,
+);
+
+/// Resets `host` for a fresh guest instance replaying from the first event, and builds
+/// its store. Returns the store, the template to instantiate, the captured output and
+/// the run's input.
+async fn new_instance(mut host: RunHost) -> Result<Instance, (String, RunHost)> {
     host.state.begin_instance();
     let start = host.state.start().clone();
     host.time.set_ms(start.start_ms);
@@ -234,23 +249,86 @@ async fn run_instance(mut host: RunHost) -> (InstanceEnd, RunHost) {
         .await
     {
         Ok(pre) => pre,
-        Err(e) => {
-            return (
-                InstanceEnd::HostError(format!("cannot load module: {e:#}")),
-                host,
-            )
-        }
+        Err(e) => return Err((format!("cannot load module: {e:#}"), host)),
     };
     let (wasi, output) = deterministic_wasi(&host.time, start.start_ms, start.seed);
-    let mut store = inner.runtime.new_store(wasi, host);
-    let result = async {
-        let workflow = pre.instantiate_async(&mut store).await?;
-        workflow.call_run(&mut store, &start.input).await
+    let store = inner.runtime.new_store(wasi, host);
+    Ok((store, pre, output, start.input))
+}
+
+/// A query being answered by a throwaway instance.
+pub(super) struct QueryState {
+    name: String,
+    input: String,
+    asked: bool,
+    answer: Option<Result<String, String>>,
+}
+
+/// Why a query got no answer from the workflow.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("the workflow could not be replayed to answer the query: {0}")]
+    Replay(String),
+    #[error("the workflow did not answer the query")]
+    NoAnswer,
+}
+
+/// Answers a query by replaying the run in a fresh instance that is dropped afterwards,
+/// so the live run is never touched and nothing is journaled. A waiting run is asked
+/// once the replay reaches the end of its journal (through `await-next`); a finished
+/// run, after `run` returns, through the `query` export.
+pub(super) async fn answer_query(
+    inner: Arc<Inner>,
+    run: RunRecord,
+    events: Vec<Event>,
+    name: String,
+    input: String,
+) -> Result<Result<String, String>, QueryError> {
+    let state = RunState::new(events).map_err(|e| QueryError::Replay(e.to_string()))?;
+    let (outbox, inbox) = mpsc::channel(1);
+    let host = RunHost::new(inner, run, state, (outbox, inbox));
+    let host = RunHost {
+        query: Some(QueryState {
+            name: name.clone(),
+            input: input.clone(),
+            asked: false,
+            answer: None,
+        }),
+        ..host
+    };
+    let (mut store, pre, output, run_input) = new_instance(host)
+        .await
+        .map_err(|(e, _)| QueryError::Replay(e))?;
+    let workflow = pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| QueryError::Replay(format!("{e:#}")))?;
+    let returned = workflow.call_run(&mut store, &run_input).await;
+    let asked = store
+        .data_mut()
+        .host
+        .query
+        .as_mut()
+        .and_then(|q| q.answer.take());
+    if let Some(answer) = asked {
+        return Ok(answer);
     }
-    .await;
-    let host = store.into_data().host;
-    let end = classify(&host, result, &output);
-    (end, host)
+    match returned {
+        // The run replayed to its end: ask through the export.
+        Ok(_) => workflow
+            .call_query(&mut store, &name, &input)
+            .await
+            .map_err(|e| QueryError::Replay(format!("{e:#}"))),
+        Err(error) => {
+            let host = store.into_data().host;
+            match classify(&host, Err(error), &output) {
+                InstanceEnd::Returned(Err(failure)) => Err(QueryError::Replay(failure.message)),
+                InstanceEnd::NonDeterminism(e) => Err(QueryError::Replay(e.to_string())),
+                InstanceEnd::HostError(e) => Err(QueryError::Replay(e)),
+                _ => Err(QueryError::NoAnswer),
+            }
+        }
+    }
 }
 
 fn classify(
@@ -287,6 +365,8 @@ fn classify(
                     ))),
                     Abort::Journal(e) => InstanceEnd::HostError(e.to_string()),
                     Abort::Terminated => InstanceEnd::Terminated,
+                    // Only query instances raise it, and they never classify it.
+                    Abort::QueryAnswered => InstanceEnd::HostError("query instance".into()),
                 };
             }
             let (error_type, message) = describe_trap(&error);
@@ -296,6 +376,30 @@ fn classify(
 }
 
 impl RunHost {
+    fn new(
+        inner: Arc<Inner>,
+        run: RunRecord,
+        state: RunState,
+        (outbox, inbox): (mpsc::Sender<RunMsg>, mpsc::Receiver<RunMsg>),
+    ) -> Self {
+        Self {
+            random: SeededRandom::new(state.start().seed),
+            time: VirtualTime::new(state.start().start_ms),
+            inner,
+            run,
+            state,
+            inbox,
+            outbox,
+            pending: Vec::new(),
+            unconfirmed: Vec::new(),
+            new_activation: false,
+            deliveries: 0,
+            caught_up: false,
+            previous_deliveries: None,
+            query: None,
+        }
+    }
+
     fn run_id(&self) -> &RunId {
         &self.run.run_id
     }
