@@ -378,11 +378,7 @@ impl Engine {
         input: &str,
     ) -> EngineResult<RunRecord> {
         validate_name("signal name", name).map_err(EngineError::InvalidInput)?;
-        if name.starts_with(RESERVED_SIGNAL_PREFIX) {
-            return Err(EngineError::InvalidInput(format!(
-                "signal names starting with {RESERVED_SIGNAL_PREFIX:?} are reserved for the host"
-            )));
-        }
+        check_not_reserved(name)?;
         self.deliver_signal(namespace, workflow_id, name, input)
             .await
     }
@@ -396,6 +392,7 @@ impl Engine {
         workflow_id: &WorkflowId,
         reason: &str,
     ) -> EngineResult<RunRecord> {
+        check_reason(reason)?;
         let input = serde_json::json!({ "reason": reason }).to_string();
         self.deliver_signal(namespace, workflow_id, CANCEL_SIGNAL, &input)
             .await
@@ -475,11 +472,7 @@ impl Engine {
         workflow_id: &WorkflowId,
         reason: &str,
     ) -> EngineResult<RunRecord> {
-        if reason.len() > 4_096 {
-            return Err(EngineError::InvalidInput(
-                "the reason is longer than 4096 bytes".into(),
-            ));
-        }
+        check_reason(reason)?;
         for _ in 0..100 {
             let run = self.describe(namespace, workflow_id).await?;
             if !run.status.is_open() {
@@ -561,6 +554,7 @@ impl Engine {
         input: &str,
     ) -> EngineResult<RunRecord> {
         validate_name("signal name", name).map_err(EngineError::InvalidInput)?;
+        check_not_reserved(name)?;
         self.check_payload(input)?;
         // Two attempts: the run may close between a failed start and the signal.
         for _ in 0..2 {
@@ -653,6 +647,26 @@ impl Engine {
             ..repinned
         })
     }
+}
+
+fn check_not_reserved(signal: &str) -> EngineResult<()> {
+    if signal.starts_with(RESERVED_SIGNAL_PREFIX) {
+        return Err(EngineError::InvalidInput(format!(
+            "signal names starting with {RESERVED_SIGNAL_PREFIX:?} are reserved for the host"
+        )));
+    }
+    Ok(())
+}
+
+/// Reasons of cancel and terminate end up in history and in the UI: keep them short.
+fn check_reason(reason: &str) -> EngineResult<()> {
+    const MAX_REASON_BYTES: usize = 4_096;
+    if reason.len() > MAX_REASON_BYTES {
+        return Err(EngineError::InvalidInput(format!(
+            "the reason is longer than {MAX_REASON_BYTES} bytes"
+        )));
+    }
+    Ok(())
 }
 
 impl Inner {

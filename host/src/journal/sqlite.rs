@@ -459,8 +459,8 @@ fn update_status(
             at_ms,
         ),
         StatusChange::Failed { failure } => (
-            // A workflow that ends with a cancellation error after a cancel request
-            // ends as cancelled, not failed.
+            // A workflow that ends with a cancellation error (normally after a cancel
+            // request) ends as cancelled, not failed.
             if failure.kind == FailureKind::Cancelled {
                 RunStatus::Cancelled
             } else {

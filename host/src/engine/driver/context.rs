@@ -118,6 +118,8 @@ impl wit::Host for RunHost {
                     return Err(abort(Abort::QueryAnswered));
                 }
                 query.asked = true;
+                // The handler gets a fresh budget, like any activation.
+                self.new_activation = true;
                 return Ok(wit::Event::Query(wit::QueryRequest {
                     id: QUERY_ID,
                     name: query.name.clone(),

@@ -319,6 +319,10 @@ pub(super) async fn answer_query(
             .call_query(&mut store, &name, &input)
             .await
             .map_err(|e| QueryError::Replay(format!("{e:#}"))),
+        // The guest waited again without answering.
+        Err(error) if matches!(error.downcast_ref::<Abort>(), Some(Abort::QueryAnswered)) => {
+            Err(QueryError::NoAnswer)
+        }
         Err(error) => {
             let host = store.into_data().host;
             match classify(&host, Err(error), &output) {
@@ -365,7 +369,7 @@ fn classify(
                     ))),
                     Abort::Journal(e) => InstanceEnd::HostError(e.to_string()),
                     Abort::Terminated => InstanceEnd::Terminated,
-                    // Only query instances raise it, and they never classify it.
+                    // Raised only in query instances, which handle it before classifying.
                     Abort::QueryAnswered => InstanceEnd::HostError("query instance".into()),
                 };
             }
