@@ -16,7 +16,8 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use crate::wait::{Delivered, Host};
+use crate::query;
+use crate::wait::{Answer, Delivered, Host};
 use crate::{ActivityError, Context, WorkflowError};
 
 /// The signal through which the host delivers a cancel request.
@@ -52,6 +53,8 @@ impl Cancellation {
 
     /// Asks the host for the next of `handles` or `signals`, listening for the cancel
     /// request too until it has been delivered once. The one path to `await-next`.
+    /// Queries the host hands over meanwhile are answered from the registered query
+    /// handlers, and the wait goes on.
     ///
     /// # Panics
     ///
@@ -75,7 +78,17 @@ impl Cancellation {
         } else {
             Cow::Borrowed(signals)
         };
-        match host.await_next(handles, &names) {
+        let delivered = loop {
+            match host.await_next(handles, &names) {
+                Answer::Delivered(delivered) => break delivered,
+                // Answered here, and the same wait goes on: the waiting code never sees
+                // a query, and a query changes nothing it would see.
+                Answer::Query { id, name, input } => {
+                    host.respond_query(id, query::answer(&name, &input));
+                }
+            }
+        };
+        match delivered {
             Delivered::Signal { name, input } if listening && name == CANCEL_SIGNAL => {
                 let reason = reason_of(&input);
                 *self.reason.borrow_mut() = Some(reason.clone());

@@ -15,8 +15,8 @@ use crate::retry::duration_to_ms;
 use crate::signal::Handlers;
 use crate::{ActivityError, ActivityHandle, RetryPolicy, TimerHandle, WorkflowError};
 
-/// The workflow's handle on the host: activities, timers, signals, time, randomness,
-/// logging.
+/// The workflow's handle on the host: activities, timers, signals, queries, time,
+/// randomness, logging.
 ///
 /// The SDK creates one per run and passes it to the workflow function; it cannot be
 /// built by hand.
@@ -41,7 +41,9 @@ pub struct Context {
 }
 
 impl Context {
+    /// The context of a new run, which starts with no query handlers.
     pub(crate) fn new() -> Self {
+        crate::query::clear();
         Context {
             signals: Handlers::default(),
             cancel: Rc::default(),

@@ -1,5 +1,6 @@
 //! The glue behind [`workflow!`](crate::workflow): turns the contract's `run(input)`
-//! into a call of a typed workflow function.
+//! into a call of a typed workflow function, and its `query(name, input)` into a call
+//! of a registered query handler.
 //!
 //! Public only so that the macro can reach it from the user's crate; not part of the
 //! SDK's API.
@@ -12,6 +13,12 @@ pub use crate::__bindings::Guest;
 pub use std::string::String;
 
 use crate::{Context, WorkflowError};
+
+/// Answers a query once `run` has returned, from the handlers the run registered with
+/// [`Context::query_handler`]: the contract's `query` export.
+pub fn query(name: &str, input: &str) -> Result<String, String> {
+    crate::query::answer(name, input)
+}
 
 /// Decodes `input`, runs `workflow` with a fresh [`Context`], and encodes its result.
 pub fn run<I, O, F>(workflow: F, input: String) -> Result<String, Failure>
@@ -95,6 +102,40 @@ mod tests {
             return Err(WorkflowError::new("no_name", "name is empty"));
         }
         Ok(format!("hello {}", input.name))
+    }
+
+    #[test]
+    fn query_handlers_answer_after_run_has_returned() {
+        use std::cell::Cell;
+        use std::rc::Rc;
+
+        fn counting(ctx: &Context, n: u32) -> Result<u32, WorkflowError> {
+            let count = Rc::new(Cell::new(0));
+            let c = Rc::clone(&count);
+            ctx.query_handler("count", move |()| c.get());
+            ctx.query_handler("plus", |x: u32| x + 1);
+            count.set(n); // the state the run ends with
+            Ok(n)
+        }
+
+        assert_eq!(run(counting, "3".to_owned()).unwrap(), "3");
+        assert_eq!(query("count", "null"), Ok("3".to_owned()));
+        assert_eq!(query("plus", "41"), Ok("42".to_owned()));
+        assert!(query("plus", "\"x\"")
+            .unwrap_err()
+            .contains("did not deserialize"));
+        assert_eq!(
+            query("status", "null"),
+            Err(r#"no query handler named "status"; registered: "count", "plus""#.to_owned())
+        );
+        // A run that fails keeps its handlers too; a new run starts without the old ones.
+        let failing = |ctx: &Context, ()| -> Result<(), WorkflowError> {
+            ctx.query_handler("why", |()| "it failed");
+            Err(WorkflowError::new("nope", "failed"))
+        };
+        assert!(run(failing, "null".to_owned()).is_err());
+        assert_eq!(query("why", "null"), Ok(r#""it failed""#.to_owned()));
+        assert!(query("count", "null").is_err());
     }
 
     #[test]

@@ -120,6 +120,56 @@
 //! Signal names starting with `spool.` are reserved for the host: registering a
 //! handler for one, or waiting for one, panics.
 //!
+//! # Queries
+//!
+//! A query asks a workflow about its state from outside and gets JSON back
+//! (`spool workflow query --id ID --name status`), without changing the run: queries
+//! are never journaled. [`Context::query_handler`] registers a handler that reads the
+//! workflow's state (shared through an `Rc`, like signal handlers) and returns any
+//! `Serialize` value; its input, JSON too, is deserialized into the handler's argument
+//! type.
+//!
+//! The host answers a query in an instance of its own, which replays the run's journal
+//! first. If the run is still in flight, the query arrives during whatever wait the
+//! replayed workflow stands in (an activity, a timer, a signal: any wait), the SDK
+//! runs the handler and the wait goes on; the workflow code never sees it. If the run
+//! has ended, the host asks after `run` has returned: handlers outlive the workflow
+//! function, so they answer with the state the run ended in. A query with no handler,
+//! or whose input does not fit, gets an error message, not a failed run.
+//!
+//! ```no_run
+//! use std::cell::RefCell;
+//! use std::rc::Rc;
+//! use std::time::Duration;
+//! use serde::Serialize;
+//! use spool_sdk::{Context, WorkflowError};
+//!
+//! #[derive(Clone, Serialize)]
+//! #[serde(rename_all = "snake_case")]
+//! enum Stage {
+//!     Packing,
+//!     Shipped,
+//!     Delivered,
+//! }
+//!
+//! fn ship(ctx: &Context, parcel: String) -> Result<(), WorkflowError> {
+//!     let stage = Rc::new(RefCell::new(Stage::Packing));
+//!     let s = Rc::clone(&stage);
+//!     // `spool workflow query --id ID --name stage` answers "packing", "shipped", ...
+//!     ctx.query_handler("stage", move |()| s.borrow().clone());
+//!     ctx.activity("warehouse.pack").input(&parcel).call::<()>()?;
+//!     *stage.borrow_mut() = Stage::Shipped;
+//!     ctx.sleep(Duration::from_secs(2 * 86_400))?;
+//!     *stage.borrow_mut() = Stage::Delivered; // what queries see once the run has ended
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A handler must only read state: a run is replayed without its queries, so a handler
+//! that changed state would make the replay take another path. Handlers cannot reach
+//! the [`Context`], so they cannot start activities or timers. Query names starting
+//! with `spool.` are reserved for the host: registering a handler for one panics.
+//!
 //! # Cancellation
 //!
 //! An operator cancels a run with `spool workflow cancel --id ID --reason TEXT`. The
@@ -182,16 +232,20 @@
 //!   [`Context::any`]: waiting on handles.
 //! - `signal.rs`: [`Context::wait_signal`], [`Context::on_signal`],
 //!   [`Context::wait_condition`], [`SignalHandle`]: receiving signals.
+//! - `query.rs`: [`Context::query_handler`]: the query handlers, in a registry that
+//!   outlives the run, answering queries during waits and through the `query` export.
 //! - `cancel.rs`: [`Context::is_cancelled`], [`Context::cancel_reason`]: listening for
-//!   the cancel request on every wait, and recording it.
+//!   the cancel request (and answering queries) on every wait, and recording it.
 //! - `retry.rs`: [`RetryPolicy`] and the `Duration` → milliseconds rule.
 //! - `error.rs`: [`FailureKind`], [`ActivityError`], [`WorkflowError`].
-//! - `export.rs`: the glue behind [`workflow!`] (JSON in, JSON or `failure` out).
+//! - `export.rs`: the glue behind [`workflow!`] (JSON in, JSON or `failure` out; and
+//!   the `query` export).
 //! - `__bindings` (hidden): the `wit-bindgen` output for `spool:workflow/workflow`.
 
 mod cancel;
 mod context;
 mod error;
+mod query;
 mod retry;
 mod signal;
 mod wait;
@@ -221,12 +275,17 @@ pub use retry::RetryPolicy;
 pub use signal::SignalHandle;
 pub use wait::{ActivityHandle, Awaitable, Outcome, Ready, TimerHandle};
 
-/// Exports a workflow function as the component's `run`.
+/// Exports a workflow function as the component's `run`, and the query handlers it
+/// registers as the component's `query`.
 ///
 /// The function has the shape `fn(&Context, In) -> Result<Out, WorkflowError>` with
 /// `In: serde::de::DeserializeOwned` and `Out: serde::Serialize`. The SDK decodes the
 /// run's JSON input into `In` (failing the run with a non-retryable `"invalid_input"`
 /// error when it does not fit), and encodes `Out` as the run's JSON output.
+///
+/// The component's `query` export, which the host calls to ask a run that has ended
+/// about its state, answers from the handlers the run registered with
+/// [`Context::query_handler`]: they outlive the workflow function.
 ///
 /// Use it once per crate, at module level.
 ///
@@ -253,6 +312,14 @@ macro_rules! workflow {
                 ) -> ::core::result::Result<$crate::__private::String, $crate::__private::Failure>
                 {
                     $crate::__private::run($workflow, input)
+                }
+
+                fn query(
+                    name: $crate::__private::String,
+                    input: $crate::__private::String,
+                ) -> ::core::result::Result<$crate::__private::String, $crate::__private::String>
+                {
+                    $crate::__private::query(&name, &input)
                 }
             }
 

@@ -574,6 +574,69 @@ mod tests {
     }
 
     #[test]
+    fn a_query_in_wait_condition_sees_the_handlers_state_and_checks_nothing() {
+        let (ctx, decision, seen) = approval();
+        let d = Rc::clone(&decision);
+        ctx.query_handler("decided", move |()| d.borrow().is_some());
+        let checks = Cell::new(0);
+        let mut host = Script::new([
+            Script::query(1, "decided", "null"),
+            Script::signal("reject", r#"{"by":"not yet"}"#),
+            Script::query(2, "decided", "null"),
+            Script::signal("approve", r#"{"by":"ann"}"#),
+        ]);
+        let mut approved = || {
+            checks.set(checks.get() + 1);
+            matches!(*decision.borrow(), Some((true, _)))
+        };
+        assert_eq!(
+            condition_loop(&ctx.signals, &ctx.cancel, &mut approved, Some(7), &mut host),
+            Ok(true)
+        );
+        assert_eq!(
+            host.responses,
+            [(1, Ok("false".to_owned())), (2, Ok("true".to_owned()))]
+        );
+        assert_eq!(seen.get(), 2);
+        assert_eq!(checks.get(), 2, "one check per signal, none per query");
+        let names = listening(&["approve", "reject"]);
+        assert_eq!(host.calls, vec![(vec![7], names); 4]);
+    }
+
+    #[test]
+    fn a_query_in_wait_signal_is_answered_and_the_signal_still_returned() {
+        let ctx = Context::new();
+        ctx.query_handler("status", |()| "waiting");
+        let mut host = Script::new([
+            Script::query(3, "status", "null"),
+            Script::signal("go", "1"),
+        ]);
+        let got: Option<u32> =
+            signal_loop(&ctx.signals, &ctx.cancel, "go", None, &mut host).unwrap();
+        assert_eq!(got, Some(1));
+        assert_eq!(host.responses, [(3, Ok(r#""waiting""#.to_owned()))]);
+        assert_eq!(host.calls, vec![(vec![], listening(&["go"])); 2]);
+    }
+
+    #[test]
+    fn a_query_while_a_signal_handle_waits_is_answered_and_the_handle_waits_on() {
+        let ctx = Context::new();
+        let go = ctx.next_signal("go");
+        let mut host = Script::new([
+            Script::query(4, "status", "null"),
+            Script::signal("go", "2"),
+        ]);
+        assert_eq!(go.input_from::<u32>(&mut host), Ok(2));
+        assert_eq!(
+            host.responses,
+            [(
+                4,
+                Err(r#"no query handler named "status"; registered: none"#.to_owned())
+            )]
+        );
+    }
+
+    #[test]
     fn condition_loop_is_false_when_the_timer_fires_first() {
         let (ctx, decision, _) = approval();
         let mut host = Script::new([Script::timer(7)]);

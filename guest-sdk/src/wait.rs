@@ -7,7 +7,8 @@
 //! it after [`Context::any`] chose it) answers at once without asking the host; the SDK
 //! therefore never names a settled handle to the host, and never calls `await-next`
 //! with nothing to wait for. A wait interrupted by cancellation leaves its handles as
-//! they were: still pending, to be waited on again.
+//! they were: still pending, to be waited on again. A query the host hands over
+//! during a wait is answered there too, and the wait goes on (see `query.rs`).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -34,12 +35,28 @@ pub(crate) enum Delivered {
     Signal { name: String, input: String },
 }
 
+/// What one `await-next` call returned: something for the wait, or a query to answer
+/// before asking again. [`Cancellation::await_next`] answers queries itself, so the
+/// waiting loops only ever see [`Delivered`].
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Delivered(Delivered),
+    /// A query about the workflow's state, in an instance the host built to answer it.
+    Query {
+        id: u64,
+        name: String,
+        input: String,
+    },
+}
+
 /// The host calls the waiting loops make, behind a trait so that unit tests can play
 /// the host from a script. [`Wit`] is the real one.
 pub(crate) trait Host {
-    /// Blocks until one of `handles` settles or a signal named in `signals` arrives.
-    /// At least one of the two must be non-empty.
-    fn await_next(&mut self, handles: &[u32], signals: &[String]) -> Delivered;
+    /// Blocks until one of `handles` settles or a signal named in `signals` arrives,
+    /// or a query comes in. At least one of `handles` and `signals` must be non-empty.
+    fn await_next(&mut self, handles: &[u32], signals: &[String]) -> Answer;
+    /// Answers the query with this id: JSON text, or an error message.
+    fn respond_query(&mut self, id: u64, result: Result<String, String>);
     /// Writes a warning to the workflow log.
     fn warn(&mut self, message: &str);
 }
@@ -48,8 +65,8 @@ pub(crate) trait Host {
 pub(crate) struct Wit;
 
 impl Host for Wit {
-    fn await_next(&mut self, handles: &[u32], signals: &[String]) -> Delivered {
-        match wit::await_next(handles, signals) {
+    fn await_next(&mut self, handles: &[u32], signals: &[String]) -> Answer {
+        let delivered = match wit::await_next(handles, signals) {
             wit::Event::ActivityCompleted(done) => {
                 Delivered::Handle(done.handle, Settled::Activity(Ok(done.output)))
             }
@@ -61,7 +78,19 @@ impl Host for Wit {
                 name: signal.name,
                 input: signal.input,
             },
-        }
+            wit::Event::Query(query) => {
+                return Answer::Query {
+                    id: query.id,
+                    name: query.name,
+                    input: query.input,
+                }
+            }
+        };
+        Answer::Delivered(delivered)
+    }
+
+    fn respond_query(&mut self, id: u64, result: Result<String, String>) {
+        wit::respond_query(id, result.as_deref().map_err(String::as_str));
     }
 
     fn warn(&mut self, message: &str) {
@@ -614,56 +643,75 @@ pub(crate) mod testing {
 
     use std::collections::VecDeque;
 
-    use super::{Delivered, Host, Settled};
+    use super::{Answer, Delivered, Host, Settled};
     use crate::cancel::CANCEL_SIGNAL;
 
-    /// Answers `await-next` calls with the scripted deliveries in order, and records
-    /// the calls and warnings. It does not check that an answer was asked for: that is
-    /// the SDK's to check.
+    /// Answers `await-next` calls with the scripted answers in order, and records the
+    /// calls, query responses and warnings. It does not check that an answer was asked
+    /// for: that is the SDK's to check.
     pub(crate) struct Script {
-        script: VecDeque<Delivered>,
+        script: VecDeque<Answer>,
         /// The `(handles, signals)` of each `await-next` call.
         pub calls: Vec<(Vec<u32>, Vec<String>)>,
+        /// The `(id, result)` of each `respond-query` call.
+        pub responses: Vec<(u64, Result<String, String>)>,
         pub warnings: Vec<String>,
     }
 
     impl Script {
-        pub fn new(script: impl IntoIterator<Item = Delivered>) -> Self {
+        pub fn new(script: impl IntoIterator<Item = Answer>) -> Self {
             Script {
                 script: script.into_iter().collect(),
                 calls: Vec::new(),
+                responses: Vec::new(),
                 warnings: Vec::new(),
             }
         }
 
-        pub fn signal(name: &str, input: &str) -> Delivered {
-            Delivered::Signal {
+        pub fn signal(name: &str, input: &str) -> Answer {
+            Answer::Delivered(Delivered::Signal {
                 name: name.to_owned(),
                 input: input.to_owned(),
-            }
+            })
         }
 
         /// The cancel request, as the host delivers it.
-        pub fn cancel(reason: &str) -> Delivered {
+        pub fn cancel(reason: &str) -> Answer {
             let input = serde_json::json!({ "reason": reason }).to_string();
             Script::signal(CANCEL_SIGNAL, &input)
         }
 
-        pub fn timer(handle: u32) -> Delivered {
-            Delivered::Handle(handle, Settled::TimerFired)
+        pub fn timer(handle: u32) -> Answer {
+            Answer::Delivered(Delivered::Handle(handle, Settled::TimerFired))
         }
 
-        pub fn completed(handle: u32, output: &str) -> Delivered {
-            Delivered::Handle(handle, Settled::Activity(Ok(output.to_owned())))
+        pub fn completed(handle: u32, output: &str) -> Answer {
+            Answer::Delivered(Delivered::Handle(
+                handle,
+                Settled::Activity(Ok(output.to_owned())),
+            ))
+        }
+
+        /// A query event with this id, name and JSON input.
+        pub fn query(id: u64, name: &str, input: &str) -> Answer {
+            Answer::Query {
+                id,
+                name: name.to_owned(),
+                input: input.to_owned(),
+            }
         }
     }
 
     impl Host for Script {
-        fn await_next(&mut self, handles: &[u32], signals: &[String]) -> Delivered {
+        fn await_next(&mut self, handles: &[u32], signals: &[String]) -> Answer {
             self.calls.push((handles.to_vec(), signals.to_vec()));
             self.script
                 .pop_front()
                 .expect("the script has an answer for every await-next")
+        }
+
+        fn respond_query(&mut self, id: u64, result: Result<String, String>) {
+            self.responses.push((id, result));
         }
 
         fn warn(&mut self, message: &str) {

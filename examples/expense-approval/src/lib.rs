@@ -6,6 +6,10 @@
 //! there is one or the durable timer fires. The wait may last days and survives crashes
 //! and restarts of the host; a signal sent while the host is down is delivered when it
 //! is back, and on replay every signal reaches the workflow at the same point.
+//!
+//! A `status` query reports where the expense stands, `{"status": "pending" |
+//! "approved" | "rejected" | "timed_out", "decided_by": <name or null>}`, while the run
+//! waits and after it has ended; answering it changes nothing in the run.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -33,9 +37,12 @@ struct Decision {
     by: String,
 }
 
-#[derive(Serialize, Clone, Copy)]
+#[derive(Serialize, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 enum Status {
+    /// No decision yet: only the `status` query reports it, never the outcome.
+    #[default]
+    Pending,
     Approved,
     Rejected,
     TimedOut,
@@ -45,11 +52,20 @@ impl Status {
     /// The notification template announcing this outcome.
     fn template(self) -> &'static str {
         match self {
+            Status::Pending => unreachable!("the outcome is never pending"),
             Status::Approved => "approved",
             Status::Rejected => "rejected",
             Status::TimedOut => "timed-out",
         }
     }
+}
+
+/// Workflow state: changed by the signal handlers and the workflow, read by the
+/// `status` query, which answers it as is.
+#[derive(Serialize, Clone, Default)]
+struct State {
+    status: Status,
+    decided_by: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -60,6 +76,27 @@ struct Outcome {
 }
 
 fn expense_approval(ctx: &Context, expense: Expense) -> Result<Outcome, WorkflowError> {
+    // Workflow state, shared with the signal handlers and the query. The first
+    // decision stands.
+    let state: Rc<RefCell<State>> = Rc::default();
+    for (signal, status) in [("approve", Status::Approved), ("reject", Status::Rejected)] {
+        let state = Rc::clone(&state);
+        ctx.on_signal(signal, move |input: Decision| {
+            let mut state = state.borrow_mut();
+            if state.status == Status::Pending {
+                state.status = status;
+                state.decided_by = Some(input.by);
+            }
+        });
+    }
+    // `spool workflow query --id ID --name status`: read-only, any input. Registered
+    // first so that it answers from the start, during every wait (the notifications
+    // too) and, since handlers outlive the run, after the run as well.
+    let query_state = Rc::clone(&state);
+    ctx.query_handler("status", move |_: serde_json::Value| {
+        query_state.borrow().clone()
+    });
+
     notify(
         ctx,
         &expense.notify_endpoint,
@@ -71,24 +108,15 @@ fn expense_approval(ctx: &Context, expense: Expense) -> Result<Outcome, Workflow
         }),
     )?;
 
-    // Workflow state, shared with the signal handlers. The first decision stands.
-    let decision: Rc<RefCell<Option<(Status, String)>>> = Rc::default();
-    for (signal, status) in [("approve", Status::Approved), ("reject", Status::Rejected)] {
-        let decision = Rc::clone(&decision);
-        ctx.on_signal(signal, move |input: Decision| {
-            decision.borrow_mut().get_or_insert((status, input.by));
-        });
-    }
-
     // Durable: a timer in the journal. Handlers run here, as signals arrive.
     let timeout = Duration::from_secs(expense.timeout_secs);
     // `?`: a cancel request while waiting ends the run as cancelled.
-    ctx.wait_condition(|| decision.borrow().is_some(), Some(timeout))?;
+    let decided = ctx.wait_condition(|| state.borrow().status != Status::Pending, Some(timeout))?;
+    if !decided {
+        state.borrow_mut().status = Status::TimedOut;
+    }
 
-    let (status, decided_by) = match decision.take() {
-        Some((status, by)) => (status, Some(by)),
-        None => (Status::TimedOut, None),
-    };
+    let State { status, decided_by } = state.borrow().clone();
     notify(
         ctx,
         &expense.notify_endpoint,

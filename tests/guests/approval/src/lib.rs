@@ -10,6 +10,10 @@
 //! - Mode signal: `wait_signal("approve", N ms)`; `reject` is never asked for and stays
 //!   queued. Output `{"outcome": "approved" | "timed_out", "by": <name or null>}`.
 //!
+//! Query (mode condition only): `status`, input ignored, answers `{"decided": bool,
+//! "outcome": "approved" | "rejected" | null, "signals_seen": <signals handled>}` from
+//! the current state, also after the run has ended (a timed-out run is undecided).
+//!
 //! Commands: one `start-timer(N)`. A signal input without a string `by` is dropped with
 //! a warning in mode condition, and fails the run with `invalid_signal` in mode signal.
 
@@ -48,6 +52,14 @@ enum Verdict {
     TimedOut,
 }
 
+/// The answer to the `status` query.
+#[derive(Serialize)]
+struct Status {
+    decided: bool,
+    outcome: Option<Verdict>,
+    signals_seen: u32,
+}
+
 #[derive(Serialize)]
 struct Output {
     outcome: Verdict,
@@ -79,8 +91,21 @@ fn by_condition(ctx: &Context, timeout: Duration) -> Result<Output, WorkflowErro
             decision.borrow_mut().get_or_insert((verdict, input.by));
         });
     }
+    {
+        let (decision, seen) = (Rc::clone(&decision), Rc::clone(&seen));
+        ctx.query_handler("status", move |_: serde_json::Value| {
+            let outcome = decision.borrow().as_ref().map(|(verdict, _)| *verdict);
+            Status {
+                decided: outcome.is_some(),
+                outcome,
+                signals_seen: seen.get(),
+            }
+        });
+    }
     ctx.wait_condition(|| decision.borrow().is_some(), Some(timeout))?;
-    let (outcome, by) = match decision.take() {
+    // Cloned, not taken: the `status` query still reads the decision after the run.
+    let decided = decision.borrow().clone();
+    let (outcome, by) = match decided {
         Some((verdict, by)) => (verdict, Some(by)),
         None => (Verdict::TimedOut, None),
     };
