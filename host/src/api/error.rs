@@ -25,18 +25,6 @@ impl ApiError {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_argument", message)
     }
-
-    pub fn from_json_rejection(e: axum::extract::rejection::JsonRejection, limit: usize) -> Self {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::new(
-                e.status(),
-                "payload_too_large",
-                format!("the request body exceeds {limit} bytes"),
-            )
-        } else {
-            Self::invalid(e.body_text())
-        }
-    }
 }
 
 impl From<EngineError> for ApiError {

@@ -13,7 +13,7 @@ use crate::engine::{Engine, EngineError, StartRequest};
 use crate::ids::{ModuleHash, Namespace, TypeName, WorkflowId};
 use crate::journal::{ModuleKind, RunFilter, RunStatus};
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -95,6 +95,31 @@ pub fn router(state: ApiState) -> Router {
             )
         })
         .with_state(state)
+}
+
+/// `Json`, answering a malformed or oversized body with a JSON error.
+struct ApiJson<T>(T);
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<ApiState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &ApiState,
+    ) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                e.status(),
+                "payload_too_large",
+                format!(
+                    "the request body is too large: payloads may have up to {} bytes",
+                    state.max_payload_bytes
+                ),
+            )),
+            Err(e) => Err(ApiError::invalid(e.body_text())),
+        }
+    }
 }
 
 /// `Path`, answering a malformed segment (e.g. bad percent-encoding) with a JSON error.
@@ -189,10 +214,9 @@ struct StartBody {
 async fn start_workflow(
     State(state): State<ApiState>,
     ApiPath(ns): ApiPath<String>,
-    body: Result<Json<StartBody>, JsonRejection>,
+    ApiJson(body): ApiJson<StartBody>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     let namespace = namespace(ns)?;
-    let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
     let use_existing = match body.if_running.as_deref() {
         None | Some("fail") => false,
         Some("use_existing") => true,
@@ -316,9 +340,8 @@ struct RepinBody {
 async fn repin_workflow(
     State(state): State<ApiState>,
     ApiPath((ns, id)): ApiPath<(String, String)>,
-    body: Result<Json<RepinBody>, JsonRejection>,
+    ApiJson(body): ApiJson<RepinBody>,
 ) -> Result<Json<RunView>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
     if body.module_hash.len() != 64 || !body.module_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::invalid(
             "module_hash must be 64 hex digits (as printed by `spool module upload`)",
@@ -347,9 +370,8 @@ struct SignalBody {
 async fn signal_workflow(
     State(state): State<ApiState>,
     ApiPath((ns, id)): ApiPath<(String, String)>,
-    body: Result<Json<SignalBody>, JsonRejection>,
+    ApiJson(body): ApiJson<SignalBody>,
 ) -> Result<Json<RunView>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
     let input = body.input.unwrap_or(serde_json::Value::Null).to_string();
     let run = state
         .engine
@@ -372,9 +394,8 @@ struct SignalWithStartBody {
 async fn signal_with_start(
     State(state): State<ApiState>,
     ApiPath((ns, id)): ApiPath<(String, String)>,
-    body: Result<Json<SignalWithStartBody>, JsonRejection>,
+    ApiJson(body): ApiJson<SignalWithStartBody>,
 ) -> Result<Json<RunView>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
     let request = StartRequest {
         namespace: namespace(ns)?,
         workflow_id: workflow_id(id)?,
@@ -403,9 +424,8 @@ struct ReasonBody {
 async fn terminate_workflow(
     State(state): State<ApiState>,
     ApiPath((ns, id)): ApiPath<(String, String)>,
-    body: Result<Json<ReasonBody>, JsonRejection>,
+    ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<RunView>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
     let reason = body
         .reason
         .unwrap_or_else(|| "terminated by an operator".into());
@@ -419,9 +439,8 @@ async fn terminate_workflow(
 async fn cancel_workflow(
     State(state): State<ApiState>,
     ApiPath((ns, id)): ApiPath<(String, String)>,
-    body: Result<Json<ReasonBody>, JsonRejection>,
+    ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<RunView>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
     let reason = body
         .reason
         .unwrap_or_else(|| "cancelled by an operator".into());
@@ -435,9 +454,8 @@ async fn cancel_workflow(
 async fn query_workflow(
     State(state): State<ApiState>,
     ApiPath((ns, id)): ApiPath<(String, String)>,
-    body: Result<Json<SignalBody>, JsonRejection>,
+    ApiJson(body): ApiJson<SignalBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::from_json_rejection(e, state.max_payload_bytes))?;
     let input = body.input.unwrap_or(serde_json::Value::Null).to_string();
     let answer = state
         .engine
