@@ -28,6 +28,15 @@ use wasmtime::component::Linker;
 
 pub use replay::NonDeterminism;
 
+/// Whether a run's signal inbox may hold signals no driver has seen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Inbox {
+    /// A run just created: nothing can have arrived before its driver was registered.
+    Empty,
+    /// A resumed run: signals may have arrived while no driver ran.
+    MayHoldSignals,
+}
+
 /// Signal names the host keeps for itself.
 pub const RESERVED_SIGNAL_PREFIX: &str = "spool.";
 /// The signal through which a cancel request reaches a workflow; the SDKs turn it into a
@@ -165,13 +174,13 @@ impl Engine {
         let count = runs.len();
         for run in runs {
             let events = self.inner.journal.events(&run.run_id).await?;
-            self.spawn_driver(run, events);
+            self.spawn_driver(run, events, Inbox::MayHoldSignals);
         }
         Ok(count)
     }
 
     /// Starts the run's driver unless one is already running; returns whether it did.
-    fn spawn_driver(&self, run: RunRecord, events: Vec<Event>) -> bool {
+    fn spawn_driver(&self, run: RunRecord, events: Vec<Event>, inbox_state: Inbox) -> bool {
         let (outbox, inbox) = tokio::sync::mpsc::channel(driver::INBOX_DEPTH);
         if !self.inner.claim(&run.run_id, outbox.clone()) {
             return false;
@@ -179,7 +188,7 @@ impl Engine {
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let run_id = run.run_id.clone();
-            driver::drive(inner.clone(), run, events, (outbox, inbox)).await;
+            driver::drive(inner.clone(), run, events, (outbox, inbox), inbox_state).await;
             inner.release(&run_id);
             inner.notify_closed(&run_id);
         });
@@ -291,7 +300,8 @@ impl Engine {
             },
         )
         .await?;
-        self.spawn_driver(record.clone(), vec![started]);
+        // Signals sent from here on wake the driver registered by spawn_driver.
+        self.spawn_driver(record.clone(), vec![started], Inbox::Empty);
         Ok(record)
     }
 
@@ -638,7 +648,7 @@ impl Engine {
         };
         let events = self.inner.journal.events(&repinned.run_id).await?;
         // The driver sees the run as blocked and marks it running as it resumes.
-        if !self.spawn_driver(repinned.clone(), events) {
+        if !self.spawn_driver(repinned.clone(), events, Inbox::MayHoldSignals) {
             tracing::info!(run = %repinned.run_id, "repinned run is already being resumed");
         }
         Ok(RunRecord {

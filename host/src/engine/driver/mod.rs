@@ -134,6 +134,7 @@ pub(super) async fn drive(
     run: RunRecord,
     events: Vec<Event>,
     (outbox, inbox): (mpsc::Sender<RunMsg>, mpsc::Receiver<RunMsg>),
+    inbox_state: super::Inbox,
 ) {
     let run_id = run.run_id.clone();
     let state = match RunState::new(events) {
@@ -157,7 +158,9 @@ pub(super) async fn drive(
     }
     // Signals that arrived while no driver ran (a restart, a blocked run) wait in the
     // inbox: have them journaled at the first wait.
-    host.wake_for_waiting_signals().await;
+    if inbox_state == super::Inbox::MayHoldSignals {
+        host.wake_for_waiting_signals().await;
+    }
     // Whatever was started before a restart and has no result yet is started again.
     let outstanding = host.state.outstanding();
     host.start_effects(outstanding);
