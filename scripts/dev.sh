@@ -11,4 +11,5 @@ cargo build --release -p spool
 exec target/release/spool server start-dev \
     --module onboarding=target/guests/onboarding.wasm \
     --module expense-approval=target/guests/expense-approval.wasm \
+    --module continuous=target/guests/continuous.wasm \
     "$@"

@@ -16,7 +16,7 @@ use crate::signal::Handlers;
 use crate::{ActivityError, ActivityHandle, RetryPolicy, TimerHandle, WorkflowError};
 
 /// The workflow's handle on the host: activities, timers, signals, queries, time,
-/// randomness, logging.
+/// randomness, logging, continue-as-new.
 ///
 /// The SDK creates one per run and passes it to the workflow function; it cannot be
 /// built by hand.
@@ -165,6 +165,63 @@ impl Context {
         wit::random_bytes(n)
     }
 
+    /// Ends this run and starts a new run of the same workflow (same id, same type, the
+    /// type's current module) on `input`, with an empty history. Does not return.
+    ///
+    /// Every command a run issues stays in its journal, and the host replays the whole
+    /// journal whenever it rebuilds the run, so a workflow that loops forever would
+    /// replay ever longer. Continuing as new keeps each run short: do a bounded amount
+    /// of work, then hand the state the next run needs (a cursor, a counter) over as
+    /// its input. The new run has a run id of its own; the workflow id stays.
+    ///
+    /// Signals this run received but did not consume (no wait took them) go to the new
+    /// run, in their order, so no signal is lost at the seam. Nothing else carries
+    /// over: the new run runs the workflow function from the top, with no signal or
+    /// query handlers until it registers them, and cannot wait on the activities and
+    /// timers this run started. State the next run needs goes in `input`.
+    ///
+    /// The type is `!`, so a workflow can end with it wherever it could `return`,
+    /// whatever its output type.
+    ///
+    /// # Panics
+    ///
+    /// If `input` does not serialize as JSON (say, a map with non-string keys): the
+    /// panic traps and the host fails the run. The input is usually a plain struct,
+    /// for which serializing cannot fail.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use serde::{Deserialize, Serialize};
+    /// use spool_sdk::{Context, WorkflowError};
+    ///
+    /// /// Where the previous run stopped; `{}` starts from the beginning.
+    /// #[derive(Serialize, Deserialize, Default)]
+    /// struct Cursor {
+    ///     #[serde(default)]
+    ///     after: Option<String>,
+    /// }
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Batch {
+    ///     /// The last item handled, `None` when there was nothing new.
+    ///     last: Option<String>,
+    /// }
+    ///
+    /// /// Runs forever, one batch per run: each run's history stays short.
+    /// fn sync_feed(ctx: &Context, cursor: Cursor) -> Result<(), WorkflowError> {
+    ///     let batch: Batch = ctx.activity("feed.sync").input(&cursor).call()?;
+    ///     ctx.sleep(Duration::from_secs(60))?;
+    ///     let next = Cursor { after: batch.last.or(cursor.after) };
+    ///     ctx.continue_as_new(&next)
+    /// }
+    ///
+    /// spool_sdk::workflow!(sync_feed);
+    /// # fn main() {}
+    /// ```
+    pub fn continue_as_new<T: Serialize + ?Sized>(&self, input: &T) -> ! {
+        continue_with(input, wit::continue_as_new)
+    }
+
     /// Facts about this run: ids, workflow type and start time.
     ///
     /// ```no_run
@@ -251,6 +308,24 @@ impl Context {
     pub fn log_error(&self, message: impl AsRef<str>) {
         self.log(Level::Error, message);
     }
+}
+
+/// The body of [`Context::continue_as_new`], with the host call passed in so that tests
+/// can stand in for the host.
+fn continue_with<T: Serialize + ?Sized>(input: &T, host: impl FnOnce(&str)) -> ! {
+    let input = continue_input(input);
+    host(&input);
+    unreachable!("the host returned from continue-as-new, which ends the run")
+}
+
+/// The new run's input as JSON.
+///
+/// # Panics
+///
+/// If `input` does not serialize.
+fn continue_input<T: Serialize + ?Sized>(input: &T) -> String {
+    crate::export::to_json(input)
+        .unwrap_or_else(|e| panic!("continue_as_new: the new run's input did not serialize: {e}"))
 }
 
 /// Facts about the current run, from [`Context::info`].
@@ -505,6 +580,50 @@ mod tests {
         assert_eq!(Level::Info.to_wit(), wit::LogLevel::Info);
         assert_eq!(Level::Warn.to_wit(), wit::LogLevel::Warn);
         assert_eq!(Level::Error.to_wit(), wit::LogLevel::Error);
+    }
+
+    #[test]
+    fn continue_as_new_hands_the_host_the_input_as_json() {
+        #[derive(Serialize)]
+        struct Next {
+            iteration: u32,
+            cursor: Option<&'static str>,
+        }
+        let next = Next {
+            iteration: 3,
+            cursor: Some("c-9"),
+        };
+        let mut seen = None;
+        // The stand-in host stops the "guest" as the real one does: it never returns.
+        let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            continue_with(&next, |input| {
+                seen = Some(input.to_owned());
+                std::panic::resume_unwind(Box::new("stopped"))
+            })
+        }));
+        let payload = stopped.unwrap_err();
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"stopped"));
+        assert_eq!(seen.as_deref(), Some(r#"{"iteration":3,"cursor":"c-9"}"#));
+    }
+
+    #[test]
+    fn continue_as_new_takes_unsized_inputs() {
+        assert_eq!(continue_input("next"), r#""next""#);
+        assert_eq!(continue_input(&[1, 2][..]), "[1,2]");
+    }
+
+    #[test]
+    #[should_panic(expected = "continue_as_new: the new run's input did not serialize")]
+    fn continue_as_new_input_that_does_not_serialize_panics_before_the_host_call() {
+        use std::collections::BTreeMap;
+        let map = BTreeMap::from([((1, 2), 3)]);
+        continue_with(&map, |_| panic!("reached the host"));
+    }
+
+    #[test]
+    #[should_panic(expected = "the host returned from continue-as-new")]
+    fn a_host_that_returns_from_continue_as_new_is_a_bug() {
+        continue_with(&1, |_| {});
     }
 
     #[test]

@@ -62,7 +62,7 @@ where
 /// memory limit. Growing to the size needed plus an eighth (and at least half again)
 /// keeps that case near two times, and stays amortised O(n) for many small writes. One
 /// pass only: a second, measuring pass would double the fuel a large output costs.
-fn to_json(value: &(impl Serialize + ?Sized)) -> Result<String, serde_json::Error> {
+pub(crate) fn to_json(value: &(impl Serialize + ?Sized)) -> Result<String, serde_json::Error> {
     struct Buffer(Vec<u8>);
     impl std::io::Write for Buffer {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {

@@ -217,6 +217,27 @@
 //! # fn main() {}
 //! ```
 //!
+//! # Running forever: continue-as-new
+//!
+//! The host replays a run's whole journal whenever it rebuilds the run, so a workflow
+//! that loops forever (polling, syncing, a periodic job) should not loop inside one
+//! run. [`Context::continue_as_new`] ends the run and starts a new run of the same
+//! workflow id on a new input, with an empty history: do one round of work, then
+//! continue with the state the next round needs. Signals the run received but did not
+//! consume go to the new run, in order.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use spool_sdk::{Context, WorkflowError};
+//!
+//! fn heartbeat(ctx: &Context, round: u64) -> Result<(), WorkflowError> {
+//!     ctx.activity("monitor.ping").input(&round).call::<()>()?;
+//!     ctx.sleep(Duration::from_secs(300))?;
+//!     ctx.continue_as_new(&(round + 1)) // never returns
+//! }
+//! # fn main() {}
+//! ```
+//!
 //! # Errors
 //!
 //! Waiting on an activity gives `Result<T, `[`ActivityError`]`>`, whose fields say what
@@ -227,7 +248,7 @@
 //! # Layout
 //!
 //! - `context.rs`: [`Context`], [`ActivityBuilder`], [`WorkflowInfo`], [`Level`]: one
-//!   method per host import.
+//!   method per host import, [`Context::continue_as_new`] among them.
 //! - `wait.rs`: [`ActivityHandle`], [`TimerHandle`], [`Context::all`],
 //!   [`Context::any`]: waiting on handles.
 //! - `signal.rs`: [`Context::wait_signal`], [`Context::on_signal`],

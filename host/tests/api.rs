@@ -584,6 +584,7 @@ async fn a_blocked_run_is_reported_and_resumed_by_a_repin() {
         blocked_reason: None,
         created_at_ms: now,
         closed_at_ms: None,
+        continued_from: None,
     };
     let started = Event {
         seq: Seq(0),

@@ -296,3 +296,62 @@ fn queries_read_waiting_restarted_and_finished_runs_without_changing_them() {
         "{stderr}"
     );
 }
+
+/// The continuous example sleeps in each run and continues as new; only its last run
+/// reads `tick` signals, so ticks sent to earlier runs must be carried over.
+#[test]
+fn continue_as_new_starts_a_fresh_run_and_carries_unconsumed_signals_across_a_crash() {
+    let dir = tempdir();
+    let module = format!("continuous={}", guest("continuous").display());
+    let mut server = Server::start(dir.path(), &["--module", &module]);
+    let input = r#"{"max_iterations": 3, "sleep_ms": 800}"#;
+    server.cli_ok(&[
+        "workflow",
+        "start",
+        "--type",
+        "continuous",
+        "--id",
+        "loop",
+        "--input",
+        input,
+    ]);
+    server.wait_for_history("loop", Duration::from_secs(20), |t| {
+        t.iter().any(|t| t == "timer_started")
+    });
+    let first = server.cli_json(&["workflow", "describe", "--id", "loop"]);
+    assert_eq!(first["runs"].as_array().unwrap().len(), 1);
+    for _ in 0..2 {
+        server.cli_ok(&["workflow", "signal", "--id", "loop", "--name", "tick"]);
+    }
+    assert_eq!(
+        server.cli_json(&["workflow", "query", "--id", "loop", "--name", "status"])["iteration"],
+        0
+    );
+    // Crash in the middle of the chain.
+    server.kill9();
+    server.restart();
+    let output = server.cli_json(&["workflow", "result", "--id", "loop", "--timeout", "30"]);
+    assert_eq!(output["iterations"], 3, "{output}");
+    assert_eq!(
+        output["ticks"], 2,
+        "signals sent to the first run reached the last one"
+    );
+
+    let described = server.cli_json(&["workflow", "describe", "--id", "loop"]);
+    let runs = described["runs"].as_array().unwrap().clone();
+    let statuses: Vec<&str> = runs.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(
+        statuses,
+        ["completed", "continued_as_new", "continued_as_new"]
+    );
+    assert_eq!(runs[0]["continued_from"], runs[1]["run_id"]);
+    assert_eq!(runs[1]["continued_from"], runs[2]["run_id"]);
+    assert!(runs[2]["continued_from"].is_null());
+    // Each run has a history of its own; the newest starts empty but for its start.
+    let history = server.cli_json(&["workflow", "history", "--id", "loop"])["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(history[0]["type"], "run_started");
+    assert_eq!(history[0]["input"]["iteration"], 2);
+}

@@ -349,6 +349,13 @@ impl Journal for FailFirstResult {
     ) -> journal::JournalResult<Option<journal::RunRecord>> {
         self.inner.run(r).await
     }
+    async fn runs_of(
+        &self,
+        n: &Namespace,
+        w: &WorkflowId,
+    ) -> journal::JournalResult<Vec<journal::RunRecord>> {
+        self.inner.runs_of(n, w).await
+    }
     async fn list_runs(
         &self,
         n: &Namespace,

@@ -266,7 +266,7 @@ async fn list_workflows(
         None => None,
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
             ApiError::invalid(format!(
-                "status {s:?}: expected running, completed, failed, blocked, terminated or cancelled"
+                "status {s:?}: expected running, completed, failed, blocked, terminated, cancelled or continued_as_new"
             ))
         })?),
     };
@@ -291,12 +291,26 @@ fn workflow_id(id: String) -> Result<WorkflowId, ApiError> {
 async fn describe_workflow(
     State(state): State<ApiState>,
     ApiPath((ns, id)): ApiPath<(String, String)>,
-) -> Result<Json<RunView>, ApiError> {
-    let run = state
-        .engine
-        .describe(&namespace(ns)?, &workflow_id(id)?)
-        .await?;
-    Ok(Json(RunView::from(run)))
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (namespace, workflow_id) = (namespace(ns)?, workflow_id(id)?);
+    let run = state.engine.describe(&namespace, &workflow_id).await?;
+    let runs = state.engine.runs_of(&namespace, &workflow_id).await?;
+    let mut view = serde_json::to_value(RunView::from(run)).unwrap_or_default();
+    // The newest run, plus every run of this workflow id (newest first), so a chain of
+    // continue-as-new runs can be followed.
+    view["runs"] = runs
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "run_id": r.run_id.0,
+                "status": r.status.as_str(),
+                "created_at_ms": r.created_at_ms,
+                "closed_at_ms": r.closed_at_ms,
+                "continued_from": r.continued_from.map(|c| c.0),
+            })
+        })
+        .collect();
+    Ok(Json(view))
 }
 
 #[derive(Deserialize)]

@@ -26,6 +26,9 @@ pub struct RunView {
     pub created_at_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closed_at_ms: Option<u64>,
+    /// The run this one continues (continue-as-new).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continued_from: Option<String>,
 }
 
 impl From<RunRecord> for RunView {
@@ -43,6 +46,7 @@ impl From<RunRecord> for RunView {
             blocked_reason: r.blocked_reason,
             created_at_ms: r.created_at_ms,
             closed_at_ms: r.closed_at_ms,
+            continued_from: r.continued_from.map(|r| r.0),
         }
     }
 }

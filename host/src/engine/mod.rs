@@ -179,20 +179,8 @@ impl Engine {
         Ok(count)
     }
 
-    /// Starts the run's driver unless one is already running; returns whether it did.
     fn spawn_driver(&self, run: RunRecord, events: Vec<Event>, inbox_state: Inbox) -> bool {
-        let (outbox, inbox) = tokio::sync::mpsc::channel(driver::INBOX_DEPTH);
-        if !self.inner.claim(&run.run_id, outbox.clone()) {
-            return false;
-        }
-        let inner = self.inner.clone();
-        tokio::spawn(async move {
-            let run_id = run.run_id.clone();
-            driver::drive(inner.clone(), run, events, (outbox, inbox), inbox_state).await;
-            inner.release(&run_id);
-            inner.notify_closed(&run_id);
-        });
-        true
+        self.inner.spawn_driver(run, events, inbox_state)
     }
 
     /// Validates and stores a component under `name`; returns its record (with hash).
@@ -264,34 +252,14 @@ impl Engine {
                 actual: module.kind.as_str(),
             });
         }
-        let now = self.inner.clock.now_ms();
-        let run_id = RunId(format!("{now:012x}{:020x}", rand::random::<u128>() >> 48));
-        let seed = rand::random::<u64>();
-        let record = RunRecord {
-            namespace: request.namespace,
-            workflow_id: request.workflow_id.clone(),
-            run_id,
-            workflow_type: request.workflow_type.clone(),
-            module_hash: module.hash.clone(),
-            status: RunStatus::Running,
-            input: request.input.clone(),
-            output: None,
-            failure: None,
-            blocked_reason: None,
-            created_at_ms: now,
-            closed_at_ms: None,
-        };
-        let started = Event {
-            seq: crate::ids::Seq(0),
-            recorded_at_ms: now,
-            kind: EventKind::RunStarted {
-                workflow_type: request.workflow_type,
-                workflow_id: request.workflow_id,
-                input: request.input,
-                seed,
-                module_hash: module.hash,
-            },
-        };
+        let (record, started) = self.inner.new_run(
+            request.namespace,
+            request.workflow_id,
+            request.workflow_type,
+            module.hash,
+            request.input,
+            None,
+        );
         journal::commit(
             &*self.inner.journal,
             Write::CreateRun {
@@ -331,6 +299,16 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(format!("workflow {workflow_id}")))
     }
 
+    /// Every run of a workflow id, newest first: the chain of continue-as-new runs and
+    /// the runs of earlier uses of the id.
+    pub async fn runs_of(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+    ) -> EngineResult<Vec<RunRecord>> {
+        Ok(self.inner.journal.runs_of(namespace, workflow_id).await?)
+    }
+
     pub async fn history(
         &self,
         namespace: &Namespace,
@@ -359,8 +337,9 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let run = self.describe(namespace, workflow_id).await?;
-            // A blocked run waits for an operator, not for time: answer at once.
-            if run.status != RunStatus::Running {
+            // A blocked run waits for an operator, not for time: answer at once. A run
+            // that continued as new is followed to its successor.
+            if run.status != RunStatus::Running && run.status != RunStatus::ContinuedAsNew {
                 return Ok(run);
             }
             // Register before re-reading, so a close between the read and the wait is
@@ -368,8 +347,9 @@ impl Engine {
             let (tx, rx) = oneshot::channel();
             self.inner.add_waiter(&run.run_id, tx);
             let run = self.describe(namespace, workflow_id).await?;
-            // A blocked run waits for an operator, not for time: answer at once.
-            if run.status != RunStatus::Running {
+            // A blocked run waits for an operator, not for time: answer at once. A run
+            // that continued as new is followed to its successor.
+            if run.status != RunStatus::Running && run.status != RunStatus::ContinuedAsNew {
                 return Ok(run);
             }
             if tokio::time::timeout_at(deadline, rx).await.is_err() {
@@ -680,6 +660,69 @@ fn check_reason(reason: &str) -> EngineResult<()> {
 }
 
 impl Inner {
+    /// Starts the run's driver unless one is already running; returns whether it did.
+    fn spawn_driver(
+        self: &Arc<Self>,
+        run: RunRecord,
+        events: Vec<Event>,
+        inbox_state: Inbox,
+    ) -> bool {
+        let (outbox, inbox) = tokio::sync::mpsc::channel(driver::INBOX_DEPTH);
+        if !self.claim(&run.run_id, outbox.clone()) {
+            return false;
+        }
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let run_id = run.run_id.clone();
+            driver::drive(inner.clone(), run, events, (outbox, inbox), inbox_state).await;
+            inner.release(&run_id);
+            inner.notify_closed(&run_id);
+        });
+        true
+    }
+
+    /// A new run's record and first event. Run ids start with the creation time in hex,
+    /// so they sort by age; the seed drives the run's deterministic randomness.
+    fn new_run(
+        &self,
+        namespace: Namespace,
+        workflow_id: WorkflowId,
+        workflow_type: TypeName,
+        module_hash: ModuleHash,
+        input: String,
+        continued_from: Option<RunId>,
+    ) -> (RunRecord, Event) {
+        let now = self.clock.now_ms();
+        let run_id = RunId(format!("{now:012x}{:020x}", rand::random::<u128>() >> 48));
+        let started = Event {
+            seq: crate::ids::Seq(0),
+            recorded_at_ms: now,
+            kind: EventKind::RunStarted {
+                workflow_type: workflow_type.clone(),
+                workflow_id: workflow_id.clone(),
+                input: input.clone(),
+                seed: rand::random::<u64>(),
+                module_hash: module_hash.clone(),
+            },
+        };
+        let record = RunRecord {
+            namespace,
+            workflow_id,
+            run_id,
+            workflow_type,
+            module_hash,
+            status: RunStatus::Running,
+            input,
+            output: None,
+            failure: None,
+            blocked_reason: None,
+            created_at_ms: now,
+            closed_at_ms: None,
+            continued_from,
+        };
+        (record, started)
+    }
+
     /// Takes the right to append to a run's journal (the driver's, or an operator
     /// action's on a run without a driver). False if someone holds it.
     fn claim(&self, run_id: &RunId, outbox: tokio::sync::mpsc::Sender<driver::RunMsg>) -> bool {

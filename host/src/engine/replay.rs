@@ -269,6 +269,7 @@ impl RunState {
             EventKind::RunCompleted { .. }
                 | EventKind::RunFailed { .. }
                 | EventKind::RunTerminated { .. }
+                | EventKind::RunContinuedAsNew { .. }
         ) {
             self.closed = true;
         }
@@ -434,6 +435,18 @@ impl RunState {
         let event = self.events[self.completions[position]].clone();
         cursor.virtual_now_ms = cursor.virtual_now_ms.max(event.recorded_at_ms);
         Some(event)
+    }
+
+    /// Signals journaled but not delivered to the current instance, in journal order:
+    /// what a run that continues as new hands to its successor.
+    pub fn undelivered_signals(&self) -> Vec<&Event> {
+        self.completions
+            .iter()
+            .zip(&self.cursor.consumed)
+            .filter(|(_, &used)| !used)
+            .map(|(&i, _)| &self.events[i])
+            .filter(|e| e.kind.signal_name().is_some())
+            .collect()
     }
 
     /// Fails when the guest finished while journaled commands remain unissued: the

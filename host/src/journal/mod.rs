@@ -83,6 +83,11 @@ pub enum EventKind {
     RunTerminated {
         reason: String,
     },
+    /// Ended by the workflow to go on in a new run with an empty history.
+    RunContinuedAsNew {
+        input: String,
+        new_run_id: RunId,
+    },
 }
 
 impl EventKind {
@@ -99,6 +104,7 @@ impl EventKind {
             EventKind::RunCompleted { .. } => "run_completed",
             EventKind::RunFailed { .. } => "run_failed",
             EventKind::RunTerminated { .. } => "run_terminated",
+            EventKind::RunContinuedAsNew { .. } => "run_continued_as_new",
         }
     }
 
@@ -244,6 +250,8 @@ pub enum RunStatus {
     Terminated,
     /// Ended by the workflow itself after a `cancel` (a failure of kind `cancelled`).
     Cancelled,
+    /// Ended by continue-as-new; the workflow id goes on in a newer run.
+    ContinuedAsNew,
 }
 
 impl RunStatus {
@@ -255,6 +263,7 @@ impl RunStatus {
             RunStatus::Blocked => "blocked",
             RunStatus::Terminated => "terminated",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::ContinuedAsNew => "continued_as_new",
         }
     }
 
@@ -266,6 +275,7 @@ impl RunStatus {
             "blocked" => RunStatus::Blocked,
             "terminated" => RunStatus::Terminated,
             "cancelled" => RunStatus::Cancelled,
+            "continued_as_new" => RunStatus::ContinuedAsNew,
             _ => return None,
         })
     }
@@ -291,6 +301,8 @@ pub struct RunRecord {
     pub blocked_reason: Option<String>,
     pub created_at_ms: EpochMs,
     pub closed_at_ms: Option<EpochMs>,
+    /// The run this one continues (continue-as-new), if any.
+    pub continued_from: Option<RunId>,
 }
 
 /// A change of a run's status, written in the same transaction as its events.
@@ -300,6 +312,7 @@ pub enum StatusChange {
     Failed { failure: Failure },
     Blocked { reason: String },
     Terminated { reason: String },
+    ContinuedAsNew,
     Running,
 }
 
@@ -394,6 +407,15 @@ pub enum Write {
     },
     /// Puts a signal in an open run's inbox; fails with `RunClosed` if the run is closed.
     Signal { run_id: RunId, signal: InboxSignal },
+    /// Closes a run that continues as new and creates its successor, moving the signals
+    /// it did not consume (`carried`, then its inbox) to the new run, in order.
+    ContinueAsNew {
+        run_id: RunId,
+        events: Vec<Event>,
+        new_run: Box<RunRecord>,
+        new_started: Event,
+        carried: Vec<InboxSignal>,
+    },
     /// Points an open run at another module (a deliberate override of pinning).
     Repin {
         run_id: RunId,
@@ -425,6 +447,13 @@ pub trait Journal: Send + Sync + 'static {
         workflow_id: &WorkflowId,
     ) -> JournalResult<Option<RunRecord>>;
     async fn run(&self, run_id: &RunId) -> JournalResult<Option<RunRecord>>;
+    /// Every run of a workflow id, newest first (the chain of continue-as-new, and runs
+    /// of earlier uses of the id).
+    async fn runs_of(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+    ) -> JournalResult<Vec<RunRecord>>;
     async fn list_runs(
         &self,
         namespace: &Namespace,

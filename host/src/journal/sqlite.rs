@@ -86,6 +86,9 @@ CREATE TABLE signal_inbox (
 );
 CREATE INDEX signal_inbox_by_run ON signal_inbox (run_id, id);
 "#,
+    r#"
+ALTER TABLE runs ADD COLUMN continued_from TEXT;
+"#,
 ];
 
 /// Writes folded into one transaction at most; bounds the latency of a batch.
@@ -265,35 +268,48 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
             })
             .map_err(storage)?;
         }
-        Write::CreateRun { record, started } => {
-            let inserted = conn
+        Write::CreateRun { record, started } => insert_run(conn, record, started)?,
+        Write::ContinueAsNew {
+            run_id,
+            events,
+            new_run,
+            new_started,
+            carried,
+        } => {
+            insert_events(conn, run_id, events)?;
+            // Unconsumed signals keep their order: the journaled ones first, then those
+            // still in the inbox; all get fresh ids under the new run.
+            let mut carry = conn
                 .prepare_cached(
-                    "INSERT INTO runs (run_id, namespace, workflow_id, workflow_type, module_hash,
-                        status, input, created_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO signal_inbox (run_id, name, input, received_at_ms)
+                     VALUES (?1, ?2, ?3, ?4)",
                 )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        record.run_id.as_str(),
-                        record.namespace.as_str(),
-                        record.workflow_id.as_str(),
-                        record.workflow_type.as_str(),
-                        record.module_hash.as_str(),
-                        record.status.as_str(),
-                        record.input,
-                        record.created_at_ms as i64
+                .map_err(storage)?;
+            for signal in carried {
+                carry
+                    .execute(params![
+                        new_run.run_id.as_str(),
+                        signal.name,
+                        signal.input,
+                        signal.received_at_ms as i64
                     ])
-                });
-            match inserted {
-                Ok(_) => {}
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    return Err(JournalError::AlreadyRunning(record.workflow_id.clone()));
-                }
-                Err(e) => return Err(storage(e)),
+                    .map_err(storage)?;
             }
-            insert_events(conn, &record.run_id, std::slice::from_ref(started))?;
+            conn.prepare_cached(
+                "INSERT INTO signal_inbox (run_id, name, input, received_at_ms)
+                 SELECT ?2, name, input, received_at_ms FROM signal_inbox
+                 WHERE run_id = ?1 ORDER BY id",
+            )
+            .and_then(|mut s| s.execute(params![run_id.as_str(), new_run.run_id.as_str()]))
+            .map_err(storage)?;
+            // Closing the old run clears its inbox and frees the workflow id.
+            update_status(
+                conn,
+                run_id,
+                &StatusChange::ContinuedAsNew,
+                events.last().map(|e| e.recorded_at_ms),
+            )?;
+            insert_run(conn, new_run, new_started)?;
         }
         Write::Append {
             run_id,
@@ -348,6 +364,38 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
         }
     }
     Ok(())
+}
+
+fn insert_run(conn: &Connection, record: &RunRecord, started: &Event) -> JournalResult<()> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO runs (run_id, namespace, workflow_id, workflow_type, module_hash,
+                status, input, created_at_ms, continued_from)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                record.run_id.as_str(),
+                record.namespace.as_str(),
+                record.workflow_id.as_str(),
+                record.workflow_type.as_str(),
+                record.module_hash.as_str(),
+                record.status.as_str(),
+                record.input,
+                record.created_at_ms as i64,
+                record.continued_from.as_ref().map(|r| r.as_str())
+            ])
+        });
+    match inserted {
+        Ok(_) => {}
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            return Err(JournalError::AlreadyRunning(record.workflow_id.clone()));
+        }
+        Err(e) => return Err(storage(e)),
+    }
+    insert_events(conn, &record.run_id, std::slice::from_ref(started))
 }
 
 fn insert_events(conn: &Connection, run_id: &RunId, events: &[Event]) -> JournalResult<()> {
@@ -432,6 +480,7 @@ fn update_status(
         StatusChange::Completed { .. }
             | StatusChange::Failed { .. }
             | StatusChange::Terminated { .. }
+            | StatusChange::ContinuedAsNew
     ) {
         // A closed run waits for nothing: its timers are dropped, and activities without
         // a result are marked abandoned (attempts in flight are not cancelled; their
@@ -484,6 +533,7 @@ fn update_status(
                 at_ms,
             )
         }
+        StatusChange::ContinuedAsNew => (RunStatus::ContinuedAsNew, None, None, None, at_ms),
         StatusChange::Running => (RunStatus::Running, None, None, None, None),
     };
     conn.prepare_cached(
@@ -505,7 +555,7 @@ fn update_status(
 }
 
 const RUN_COLUMNS: &str = "namespace, workflow_id, run_id, workflow_type, module_hash, status,
-    input, output, failure, blocked_reason, created_at_ms, closed_at_ms";
+    input, output, failure, blocked_reason, created_at_ms, closed_at_ms, continued_from";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let status: String = row.get(5)?;
@@ -528,6 +578,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         blocked_reason: row.get(9)?,
         created_at_ms: row.get::<_, i64>(10)? as u64,
         closed_at_ms: row.get::<_, Option<i64>>(11)?.map(|t| t as u64),
+        continued_from: row.get::<_, Option<String>>(12)?.map(RunId),
     })
 }
 
@@ -648,6 +699,23 @@ impl Journal for SqliteJournal {
         .await
     }
 
+    async fn runs_of(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+    ) -> JournalResult<Vec<RunRecord>> {
+        let (ns, id) = (namespace.0.clone(), workflow_id.0.clone());
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE namespace = ?1 AND workflow_id = ?2
+                 ORDER BY created_at_ms DESC, rowid DESC LIMIT 1000"
+            ))?
+            .query_map(params![ns, id], run_from_row)?
+            .collect()
+        })
+        .await
+    }
+
     async fn open_runs(&self) -> JournalResult<Vec<RunRecord>> {
         self.read(move |c| {
             c.prepare_cached(&format!(
@@ -714,6 +782,7 @@ mod tests {
             blocked_reason: None,
             created_at_ms: 1,
             closed_at_ms: None,
+            continued_from: None,
         }
     }
 

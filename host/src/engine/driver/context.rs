@@ -140,6 +140,11 @@ impl wit::Host for RunHost {
         }
     }
 
+    async fn continue_as_new(&mut self, input: String) -> wasmtime::Result<()> {
+        self.check_payload("continue-as-new input", &input)?;
+        Err(abort(Abort::ContinueAsNew(input)))
+    }
+
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
         Ok(self.time.ms())
     }

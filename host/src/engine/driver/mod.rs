@@ -14,8 +14,8 @@ use super::replay::{Command, ContractViolation, Issued, NonDeterminism, Outstand
 use super::Inner;
 use crate::ids::{Handle, RunId};
 use crate::journal::{
-    CommitTicket, Event, EventKind, Failure, FailureKind, JournalError, RunRecord, RunStatus,
-    StatusChange, Write,
+    CommitTicket, Event, EventKind, Failure, FailureKind, InboxSignal, JournalError, RunRecord,
+    RunStatus, StatusChange, Write,
 };
 use crate::runtime::bindings::spool::workflow::context as wit;
 use crate::runtime::wasi::{deterministic_wasi, CapturedOutput, SeededRandom, VirtualTime};
@@ -68,6 +68,8 @@ enum Abort {
     Evict,
     #[error("terminated")]
     Terminated,
+    #[error("continued as new")]
+    ContinueAsNew(String),
     #[error("query answered")]
     QueryAnswered,
     #[error(transparent)]
@@ -127,6 +129,8 @@ enum InstanceEnd {
     HostError(String),
     /// Terminated from outside; the termination is journaled already.
     Terminated,
+    /// The guest called continue-as-new with this input.
+    ContinuedAsNew(String),
 }
 
 pub(super) async fn drive(
@@ -178,6 +182,10 @@ pub(super) async fn drive(
                 }
             }
             InstanceEnd::Terminated => return,
+            InstanceEnd::ContinuedAsNew(input) => match host.continue_as_new(input).await {
+                Ok(()) => return,
+                Err(e) => Err(e),
+            },
             InstanceEnd::Returned(result) => match host.finish(result).await {
                 Ok(()) => return,
                 Err(e) => Err(e.to_string()),
@@ -372,6 +380,10 @@ fn classify(
                     ))),
                     Abort::Journal(e) => InstanceEnd::HostError(e.to_string()),
                     Abort::Terminated => InstanceEnd::Terminated,
+                    Abort::ContinueAsNew(input) => match host.state.check_finished() {
+                        Ok(()) => InstanceEnd::ContinuedAsNew(input.clone()),
+                        Err(e) => InstanceEnd::NonDeterminism(e),
+                    },
                     // Raised only in query instances, which handle it before classifying.
                     Abort::QueryAnswered => InstanceEnd::HostError("query instance".into()),
                 };
@@ -669,6 +681,63 @@ impl RunHost {
         let mut events = std::mem::take(&mut self.pending);
         events.push(self.state.record(kind, now));
         self.commit(events, Some(status)).await
+    }
+
+    /// Ends this run and starts its successor on `input` with the type's current module,
+    /// in one transaction that also hands over the signals this run did not consume.
+    async fn continue_as_new(&mut self, input: String) -> Result<(), String> {
+        let run = &self.run;
+        let module = self
+            .inner
+            .journal
+            .module_for_type(&run.namespace, &run.workflow_type)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|m| m.hash)
+            // The type was re-registered as something else: stay on this run's module.
+            .unwrap_or_else(|| run.module_hash.clone());
+        let (new_run, new_started) = self.inner.new_run(
+            run.namespace.clone(),
+            run.workflow_id.clone(),
+            run.workflow_type.clone(),
+            module,
+            input.clone(),
+            Some(run.run_id.clone()),
+        );
+        let carried = self
+            .state
+            .undelivered_signals()
+            .into_iter()
+            .filter_map(|event| match &event.kind {
+                EventKind::SignalReceived { name, input } => Some(InboxSignal {
+                    id: 0,
+                    name: name.clone(),
+                    input: input.clone(),
+                    received_at_ms: event.recorded_at_ms,
+                }),
+                _ => None,
+            })
+            .collect();
+        // Commands issued but never awaited are journaled for the record, as at any end.
+        let mut events = std::mem::take(&mut self.pending);
+        let end = EventKind::RunContinuedAsNew {
+            input,
+            new_run_id: new_run.run_id.clone(),
+        };
+        events.push(self.state.record(end, self.inner.clock.now_ms()));
+        let write = Write::ContinueAsNew {
+            run_id: self.run.run_id.clone(),
+            events,
+            new_run: Box::new(new_run.clone()),
+            new_started: new_started.clone(),
+            carried,
+        };
+        let ticket = self.inner.journal.submit(write).await;
+        self.confirm(ticket).await.map_err(|e| e.to_string())?;
+        // Signals that were in the inbox now belong to the new run: let it look.
+        self.inner
+            .spawn_driver(new_run, vec![new_started], super::Inbox::MayHoldSignals);
+        Ok(())
     }
 
     async fn block(&mut self, error: NonDeterminism) -> Result<(), JournalError> {
