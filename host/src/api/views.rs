@@ -81,7 +81,8 @@ impl From<Event> for EventView {
         let payload_fields: &[&str] = match &event.kind {
             EventKind::RunStarted { .. }
             | EventKind::ActivityScheduled { .. }
-            | EventKind::SignalReceived { .. } => &["input"],
+            | EventKind::SignalReceived { .. }
+            | EventKind::RunContinuedAsNew { .. } => &["input"],
             EventKind::ActivityCompleted { .. } | EventKind::RunCompleted { .. } => &["output"],
             _ => &[],
         };

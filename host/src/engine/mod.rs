@@ -346,11 +346,16 @@ impl Engine {
             // not missed.
             let (tx, rx) = oneshot::channel();
             self.inner.add_waiter(&run.run_id, tx);
+            let waited_on = run.run_id;
             let run = self.describe(namespace, workflow_id).await?;
             // A blocked run waits for an operator, not for time: answer at once. A run
             // that continued as new is followed to its successor.
             if run.status != RunStatus::Running && run.status != RunStatus::ContinuedAsNew {
                 return Ok(run);
+            }
+            if run.run_id != waited_on {
+                // The run continued as new meanwhile: wait on its successor.
+                continue;
             }
             if tokio::time::timeout_at(deadline, rx).await.is_err() {
                 return Ok(run);
@@ -415,10 +420,16 @@ impl Engine {
         };
         match journal::commit(&*self.inner.journal, write).await {
             Err(JournalError::RunClosed(_)) => {
-                let closed = self.describe(namespace, workflow_id).await?;
+                let now = self.describe(namespace, workflow_id).await?;
+                if now.status.is_open() && now.run_id != run.run_id {
+                    // The run continued as new between the read and the write: the
+                    // signal belongs to its successor.
+                    return Box::pin(self.deliver_signal(namespace, workflow_id, name, input))
+                        .await;
+                }
                 return Err(EngineError::NotOpen(
                     workflow_id.clone(),
-                    closed.status.as_str(),
+                    now.status.as_str(),
                 ));
             }
             other => other?,

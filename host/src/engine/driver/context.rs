@@ -142,6 +142,11 @@ impl wit::Host for RunHost {
 
     async fn continue_as_new(&mut self, input: String) -> wasmtime::Result<()> {
         self.check_payload("continue-as-new input", &input)?;
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&input) {
+            return Err(abort(Abort::InvalidPayload(format!(
+                "continue-as-new input is not JSON: {e}"
+            ))));
+        }
         Err(abort(Abort::ContinueAsNew(input)))
     }
 

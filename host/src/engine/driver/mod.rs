@@ -14,8 +14,8 @@ use super::replay::{Command, ContractViolation, Issued, NonDeterminism, Outstand
 use super::Inner;
 use crate::ids::{Handle, RunId};
 use crate::journal::{
-    CommitTicket, Event, EventKind, Failure, FailureKind, InboxSignal, JournalError, RunRecord,
-    RunStatus, StatusChange, Write,
+    CommitTicket, Event, EventKind, Failure, FailureKind, InboxSignal, JournalError, ModuleKind,
+    RunRecord, RunStatus, StatusChange, Write,
 };
 use crate::runtime::bindings::spool::workflow::context as wit;
 use crate::runtime::wasi::{deterministic_wasi, CapturedOutput, SeededRandom, VirtualTime};
@@ -78,6 +78,8 @@ enum Abort {
     Contract(#[from] ContractViolation),
     #[error("{0}")]
     Payload(String),
+    #[error("{0}")]
+    InvalidPayload(String),
     #[error("journal: {0}")]
     Journal(#[from] JournalError),
 }
@@ -375,6 +377,11 @@ fn classify(
                     ))),
                     Abort::Payload(e) => InstanceEnd::Returned(Err(sandbox_failure(
                         "payload_too_large",
+                        e.clone(),
+                        &stderr,
+                    ))),
+                    Abort::InvalidPayload(e) => InstanceEnd::Returned(Err(sandbox_failure(
+                        "invalid_payload",
                         e.clone(),
                         &stderr,
                     ))),
@@ -693,6 +700,7 @@ impl RunHost {
             .module_for_type(&run.namespace, &run.workflow_type)
             .await
             .map_err(|e| e.to_string())?
+            .filter(|m| m.kind == ModuleKind::Workflow)
             .map(|m| m.hash)
             // The type was re-registered as something else: stay on this run's module.
             .unwrap_or_else(|| run.module_hash.clone());
