@@ -440,14 +440,7 @@ async fn terminate_workflow(
     ApiPath((ns, id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<RunView>, ApiError> {
-    let reason = body
-        .reason
-        .unwrap_or_else(|| "terminated by an operator".into());
-    let run = state
-        .engine
-        .terminate(&namespace(ns)?, &workflow_id(id)?, &reason)
-        .await?;
-    Ok(Json(RunView::from(run)))
+    stop_workflow(&state, ns, id, body, Stop::Terminate).await
 }
 
 async fn cancel_workflow(
@@ -455,13 +448,46 @@ async fn cancel_workflow(
     ApiPath((ns, id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<RunView>, ApiError> {
-    let reason = body
-        .reason
-        .unwrap_or_else(|| "cancelled by an operator".into());
-    let run = state
-        .engine
-        .cancel(&namespace(ns)?, &workflow_id(id)?, &reason)
-        .await?;
+    stop_workflow(&state, ns, id, body, Stop::Cancel).await
+}
+
+/// The two ways an operator stops a run.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// At once, without the workflow's say.
+    Terminate,
+    /// Through the workflow, which may clean up first.
+    Cancel,
+}
+
+async fn stop_workflow(
+    state: &ApiState,
+    ns: String,
+    id: String,
+    body: ReasonBody,
+    how: Stop,
+) -> Result<Json<RunView>, ApiError> {
+    let (namespace, workflow_id) = (namespace(ns)?, workflow_id(id)?);
+    let run = match how {
+        Stop::Terminate => {
+            let reason = body
+                .reason
+                .unwrap_or_else(|| "terminated by an operator".into());
+            state
+                .engine
+                .terminate(&namespace, &workflow_id, &reason)
+                .await?
+        }
+        Stop::Cancel => {
+            let reason = body
+                .reason
+                .unwrap_or_else(|| "cancelled by an operator".into());
+            state
+                .engine
+                .cancel(&namespace, &workflow_id, &reason)
+                .await?
+        }
+    };
     Ok(Json(RunView::from(run)))
 }
 
