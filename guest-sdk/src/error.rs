@@ -19,7 +19,7 @@ const CANCELLED: &str = "cancelled";
 
 /// What kind of failure ended an activity or a workflow.
 ///
-/// The first four mirror the contract's `failure-kind`; the last two are detected by the
+/// The first five mirror the contract's `failure-kind`; the last two are detected by the
 /// SDK inside the workflow and never come from the host.
 ///
 /// ```no_run
@@ -46,6 +46,9 @@ pub enum FailureKind {
     /// reports this kind, and a workflow that returns an error of this kind (see
     /// [`WorkflowError::cancelled`]) ends as cancelled.
     Cancelled,
+    /// A child workflow was terminated from outside (`spool workflow terminate`, or its
+    /// parent-close policy).
+    Terminated,
     /// The SDK could not serialize the activity's input, so the activity never started;
     /// or a signal's input did not deserialize into the type the workflow asked for
     /// (error type `"invalid_signal"`, the raw input in the details).
@@ -62,6 +65,7 @@ impl FailureKind {
             wit::FailureKind::Timeout => FailureKind::Timeout,
             wit::FailureKind::UnknownActivity => FailureKind::UnknownActivity,
             wit::FailureKind::Cancelled => FailureKind::Cancelled,
+            wit::FailureKind::Terminated => FailureKind::Terminated,
         }
     }
 
@@ -75,6 +79,7 @@ impl FailureKind {
             FailureKind::Timeout => wit::FailureKind::Timeout,
             FailureKind::UnknownActivity => wit::FailureKind::UnknownActivity,
             FailureKind::Cancelled => wit::FailureKind::Cancelled,
+            FailureKind::Terminated => wit::FailureKind::Terminated,
         }
     }
 }

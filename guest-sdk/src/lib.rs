@@ -264,6 +264,7 @@
 //! - `__bindings` (hidden): the `wit-bindgen` output for `spool:workflow/workflow`.
 
 mod cancel;
+mod child;
 mod context;
 mod error;
 mod query;
@@ -290,6 +291,7 @@ pub mod __bindings {
     });
 }
 
+pub use child::{ChildWorkflowBuilder, ChildWorkflowHandle, ParentClosePolicy};
 pub use context::{ActivityBuilder, Context, Level, WorkflowInfo};
 pub use error::{ActivityError, FailureKind, WorkflowError};
 pub use retry::RetryPolicy;

@@ -26,6 +26,8 @@ pub enum Settled {
     TimerFired,
     /// A signal's JSON input; settles a [`SignalHandle`](crate::SignalHandle).
     Signal(String),
+    /// A child workflow's output, or why it failed.
+    Child(Result<String, wit::Failure>),
 }
 
 /// What one `await-next` call delivered: a result for a handle, or a signal.
@@ -74,6 +76,12 @@ impl Host for Wit {
                 Delivered::Handle(failed.handle, Settled::Activity(Err(failed.failure)))
             }
             wit::Event::TimerFired(handle) => Delivered::Handle(handle, Settled::TimerFired),
+            wit::Event::ChildCompleted(done) => {
+                Delivered::Handle(done.handle, Settled::Child(Ok(done.output)))
+            }
+            wit::Event::ChildFailed(failed) => {
+                Delivered::Handle(failed.handle, Settled::Child(Err(failed.failure)))
+            }
             wit::Event::Signal(signal) => Delivered::Signal {
                 name: signal.name,
                 input: signal.input,
@@ -99,7 +107,7 @@ impl Host for Wit {
 }
 
 /// Blocks until `handle` settles or the cancel request arrives.
-fn await_one(
+pub(crate) fn await_one(
     cancel: &Cancellation,
     host: &mut impl Host,
     handle: u32,
@@ -140,7 +148,8 @@ mod sealed {
 pub(crate) use sealed::{Pending, Waitable};
 
 /// Something [`Context::any`] can wait on: an [`ActivityHandle`], a [`TimerHandle`] or
-/// a [`SignalHandle`](crate::SignalHandle).
+/// a [`SignalHandle`](crate::SignalHandle) or a
+/// [`ChildWorkflowHandle`](crate::ChildWorkflowHandle).
 ///
 /// The trait is sealed; pass handles as `&dyn Awaitable`, which a `&handle` in an
 /// array literal becomes by itself:
@@ -175,7 +184,7 @@ pub trait Awaitable: sealed::Waitable {}
 ///     Outcome::Activity(Ok(json)) => ctx.log_info(format!("report: {json}")),
 ///     Outcome::Activity(Err(e)) => ctx.log_error(format!("report failed: {e}")),
 ///     Outcome::TimerFired => ctx.log_warn("report is late"),
-///     Outcome::Signal(_) => unreachable!("no signal handle was given"),
+///     Outcome::Signal(_) | Outcome::Child(_) => unreachable!("not among the handles"),
 /// }
 /// # Ok(())
 /// # }
@@ -192,6 +201,10 @@ pub enum Outcome {
     /// [`SignalHandle::input`](crate::SignalHandle::input) on the same handle; it
     /// answers at once.
     Signal(Result<serde_json::Value, WorkflowError>),
+    /// A child workflow ended: its output as untyped JSON, or why it failed. For a
+    /// typed value call [`ChildWorkflowHandle::result`](crate::ChildWorkflowHandle::result)
+    /// on the same handle; it answers at once.
+    Child(Result<serde_json::Value, WorkflowError>),
 }
 
 /// The first handle to settle among those given to [`Context::any`].
@@ -334,9 +347,9 @@ impl ActivityHandle {
     fn settle_with(&self, settled: Settled) {
         let result = match settled {
             Settled::Activity(result) => result.map_err(ActivityError::from_wit),
-            Settled::TimerFired | Settled::Signal(_) => {
+            Settled::TimerFired | Settled::Signal(_) | Settled::Child(_) => {
                 panic!(
-                    "host reported a timer or signal for activity `{}`",
+                    "host reported a timer, signal or child for activity `{}`",
                     self.name
                 )
             }
@@ -434,8 +447,8 @@ impl TimerHandle {
     fn settle_with(&self, settled: Settled) {
         match settled {
             Settled::TimerFired => self.state.set(TimerState::Fired),
-            Settled::Activity(_) | Settled::Signal(_) => {
-                panic!("host reported an activity result or a signal for a timer")
+            Settled::Activity(_) | Settled::Signal(_) | Settled::Child(_) => {
+                panic!("host reported an activity, signal or child result for a timer")
             }
         }
     }

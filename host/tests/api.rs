@@ -585,6 +585,7 @@ async fn a_blocked_run_is_reported_and_resumed_by_a_repin() {
         created_at_ms: now,
         closed_at_ms: None,
         continued_from: None,
+        parent: None,
     };
     let started = Event {
         seq: Seq(0),
@@ -623,6 +624,7 @@ async fn a_blocked_run_is_reported_and_resumed_by_a_repin() {
             events: vec![timer],
             status: None,
             signals_upto: None,
+            children: Vec::new(),
         },
     )
     .await

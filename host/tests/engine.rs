@@ -372,8 +372,14 @@ impl Journal for FailFirstResult {
     async fn inbox(
         &self,
         r: &spool::ids::RunId,
-    ) -> journal::JournalResult<Vec<journal::InboxSignal>> {
+    ) -> journal::JournalResult<Vec<journal::InboxEntry>> {
         self.inner.inbox(r).await
+    }
+    async fn children(
+        &self,
+        r: &spool::ids::RunId,
+    ) -> journal::JournalResult<Vec<journal::RunRecord>> {
+        self.inner.children(r).await
     }
 }
 

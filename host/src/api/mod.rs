@@ -252,6 +252,8 @@ struct ListQuery {
     status: Option<String>,
     #[serde(rename = "type")]
     workflow_type: Option<String>,
+    /// Only the child workflows of this workflow id.
+    parent: Option<String>,
     limit: Option<u32>,
 }
 
@@ -273,9 +275,13 @@ async fn list_workflows(
     if let Some(t) = &query.workflow_type {
         crate::ids::validate_name("type", t).map_err(ApiError::invalid)?;
     }
+    if let Some(p) = &query.parent {
+        crate::ids::validate_name("parent", p).map_err(ApiError::invalid)?;
+    }
     let filter = RunFilter {
         status,
         workflow_type: query.workflow_type.map(TypeName),
+        parent_workflow_id: query.parent.map(WorkflowId),
         limit: query.limit.unwrap_or(100),
     };
     let runs = state.engine.list(&namespace, &filter).await?;

@@ -1,7 +1,7 @@
 //! The JSON shapes of API responses. Payloads, stored as JSON text, are embedded as JSON
 //! values, so clients never decode JSON inside JSON.
 
-use crate::journal::{Event, EventKind, Failure, ModuleRecord, RunRecord};
+use crate::journal::{Event, EventKind, Failure, ModuleRecord, ParentLink, RunRecord};
 use serde::Serialize;
 
 fn json_value(text: &str) -> serde_json::Value {
@@ -29,6 +29,28 @@ pub struct RunView {
     /// The run this one continues (continue-as-new).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub continued_from: Option<String>,
+    /// The run that started this one as a child workflow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentView>,
+}
+
+#[derive(Serialize)]
+pub struct ParentView {
+    pub workflow_id: String,
+    pub run_id: String,
+    pub handle: u32,
+    pub close_policy: &'static str,
+}
+
+impl From<ParentLink> for ParentView {
+    fn from(p: ParentLink) -> Self {
+        Self {
+            workflow_id: p.workflow_id.0,
+            run_id: p.run_id.0,
+            handle: p.handle.0,
+            close_policy: p.close_policy.as_str(),
+        }
+    }
 }
 
 impl From<RunRecord> for RunView {
@@ -47,6 +69,7 @@ impl From<RunRecord> for RunView {
             created_at_ms: r.created_at_ms,
             closed_at_ms: r.closed_at_ms,
             continued_from: r.continued_from.map(|r| r.0),
+            parent: r.parent.map(ParentView::from),
         }
     }
 }

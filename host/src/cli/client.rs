@@ -208,20 +208,28 @@ impl Client {
             .await
     }
 
-    pub async fn list(
-        &self,
-        status: Option<&str>,
-        workflow_type: Option<&str>,
-        limit: u32,
-    ) -> Result<Value, ClientError> {
-        let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
-        if let Some(s) = status {
-            query.push(("status", s.to_owned()));
-        }
-        if let Some(t) = workflow_type {
-            query.push(("type", t.to_owned()));
+    pub async fn list(&self, filter: &ListFilter<'_>) -> Result<Value, ClientError> {
+        let mut query: Vec<(&str, String)> = vec![("limit", filter.limit.to_string())];
+        let optional = [
+            ("status", filter.status),
+            ("type", filter.workflow_type),
+            ("parent", filter.parent),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                query.push((key, value.to_owned()));
+            }
         }
         self.send(self.http.get(self.url("/workflows")).query(&query))
             .await
     }
+}
+
+/// What `list` selects; `None` selects everything.
+pub struct ListFilter<'a> {
+    pub status: Option<&'a str>,
+    pub workflow_type: Option<&'a str>,
+    /// Only the children of this workflow id.
+    pub parent: Option<&'a str>,
+    pub limit: u32,
 }

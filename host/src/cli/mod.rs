@@ -195,6 +195,9 @@ enum WorkflowCommand {
         status: Option<String>,
         #[arg(long = "type")]
         workflow_type: Option<String>,
+        /// Only the child workflows of this workflow id.
+        #[arg(long)]
+        parent: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
@@ -426,12 +429,17 @@ async fn workflow_command(
         WorkflowCommand::List {
             status,
             workflow_type,
+            parent,
             limit,
-        } => print_json(
-            &client
-                .list(status.as_deref(), workflow_type.as_deref(), limit)
-                .await?,
-        ),
+        } => {
+            let filter = client::ListFilter {
+                status: status.as_deref(),
+                workflow_type: workflow_type.as_deref(),
+                parent: parent.as_deref(),
+                limit,
+            };
+            print_json(&client.list(&filter).await?)
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

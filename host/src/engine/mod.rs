@@ -14,13 +14,15 @@ use crate::activity::ActivityExecutor;
 use crate::clock::SharedClock;
 use crate::ids::{validate_name, ModuleHash, Namespace, RunId, TypeName, WorkflowId};
 use crate::journal::{
-    self, Event, EventKind, InboxSignal, Journal, JournalError, ModuleKind, ModuleRecord,
-    RunFilter, RunRecord, RunStatus, Write,
+    self, Event, EventKind, InboxEntry, Journal, JournalError, ModuleKind, ModuleRecord,
+    ParentClosePolicy, RunFilter, RunRecord, RunStatus, Write,
 };
 use crate::runtime::bindings::WorkflowPre;
 use crate::runtime::{ModuleError, Runtime, Sandbox};
 use driver::RunHost;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -172,9 +174,20 @@ impl Engine {
     pub async fn recover(&self) -> EngineResult<usize> {
         let runs = self.inner.journal.open_runs().await?;
         let count = runs.len();
+        let mut parents = Vec::new();
         for run in runs {
             let events = self.inner.journal.events(&run.run_id).await?;
+            if let Some(parent) = &run.parent {
+                if !parents.contains(&parent.run_id) {
+                    parents.push(parent.run_id.clone());
+                }
+            }
             self.spawn_driver(run, events, Inbox::MayHoldSignals);
+        }
+        // A parent that closed just before a crash may not have had its children's
+        // close policies applied: apply them now (it does nothing to open parents).
+        for parent in parents {
+            tokio::spawn(self.inner.clone().after_close(parent));
         }
         Ok(count)
     }
@@ -389,8 +402,37 @@ impl Engine {
     ) -> EngineResult<RunRecord> {
         check_reason(reason)?;
         let input = serde_json::json!({ "reason": reason }).to_string();
-        self.deliver_signal(namespace, workflow_id, CANCEL_SIGNAL, &input)
-            .await
+        let run = self
+            .deliver_signal(namespace, workflow_id, CANCEL_SIGNAL, &input)
+            .await?;
+        // Cancellation flows down to the run's children, and theirs, except to
+        // abandoned ones.
+        let mut parents = vec![run.clone()];
+        while let Some(parent) = parents.pop() {
+            let children = self.inner.journal.children(&parent.run_id).await?;
+            for child in children.into_iter().filter(|c| c.status.is_open()) {
+                let policy = child.parent.as_ref().map(|p| p.close_policy);
+                if policy == Some(ParentClosePolicy::Abandon) {
+                    continue;
+                }
+                let reason = format!(
+                    "parent workflow {} was cancelled: {reason}",
+                    parent.workflow_id
+                );
+                let input = serde_json::json!({ "reason": reason }).to_string();
+                match self
+                    .deliver_signal(namespace, &child.workflow_id, CANCEL_SIGNAL, &input)
+                    .await
+                {
+                    Ok(child) => parents.push(child),
+                    Err(EngineError::NotOpen(..)) => {}
+                    Err(e) => {
+                        tracing::warn!(child = %child.workflow_id, error = %e, "cannot pass the cancel request on to a child")
+                    }
+                }
+            }
+        }
+        Ok(run)
     }
 
     async fn deliver_signal(
@@ -408,12 +450,7 @@ impl Engine {
                 run.status.as_str(),
             ));
         }
-        let signal = InboxSignal {
-            id: 0,
-            name: name.to_owned(),
-            input: input.to_owned(),
-            received_at_ms: self.inner.clock.now_ms(),
-        };
+        let signal = InboxEntry::signal(name, input, self.inner.clock.now_ms());
         let write = Write::Signal {
             run_id: run.run_id.clone(),
             signal,
@@ -516,6 +553,7 @@ impl Engine {
                     let result = self.terminate_without_driver(&run, reason).await;
                     self.inner.release(&run.run_id);
                     self.inner.notify_closed(&run.run_id);
+                    tokio::spawn(self.inner.clone().after_close(run.run_id.clone()));
                     result
                 }
             };
@@ -542,6 +580,7 @@ impl Engine {
                 reason: reason.to_owned(),
             }),
             signals_upto: None,
+            children: Vec::new(),
         };
         journal::commit(&*self.inner.journal, write).await?;
         Ok(())
@@ -688,8 +727,59 @@ impl Inner {
             driver::drive(inner.clone(), run, events, (outbox, inbox), inbox_state).await;
             inner.release(&run_id);
             inner.notify_closed(&run_id);
+            inner.after_close(run_id).await;
         });
         true
+    }
+
+    /// What a run's close sets off: its parent (whose inbox got the outcome in the
+    /// closing transaction) is woken, and its open children are handled by their
+    /// parent-close policy. Does nothing if the run is still open (its driver stopped
+    /// for a shutdown or a block).
+    /// Boxed, and declared `Send`: terminating a child closes it, which leads back here.
+    fn after_close(self: Arc<Self>, run_id: RunId) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let run = match self.journal.run(&run_id).await {
+                Ok(Some(run)) if !run.status.is_open() => run,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::error!(run = %run_id, error = %e, "cannot read a closed run");
+                    return;
+                }
+            };
+            if let Some(parent) = &run.parent {
+                self.wake(&parent.run_id).await;
+            }
+            let children = match self.journal.children(&run_id).await {
+                Ok(children) => children,
+                Err(e) => {
+                    tracing::error!(run = %run_id, error = %e, "cannot list the run's children");
+                    return;
+                }
+            };
+            let engine = Engine { inner: self };
+            for child in children.into_iter().filter(|c| c.status.is_open()) {
+                let policy = child.parent.as_ref().map(|p| p.close_policy);
+                let reason = format!(
+                    "parent workflow {} is {}",
+                    run.workflow_id,
+                    run.status.as_str()
+                );
+                let (ns, id) = (&child.namespace, &child.workflow_id);
+                let applied = match policy.unwrap_or_default() {
+                    ParentClosePolicy::Terminate => engine.terminate(ns, id, &reason).await,
+                    ParentClosePolicy::RequestCancel => engine.cancel(ns, id, &reason).await,
+                    ParentClosePolicy::Abandon => continue,
+                };
+                match applied {
+                    // It closed on its own meanwhile.
+                    Ok(_) | Err(EngineError::NotOpen(..)) => {}
+                    Err(e) => {
+                        tracing::warn!(child = %id, error = %e, "cannot apply the parent-close policy")
+                    }
+                }
+            }
+        })
     }
 
     /// A new run's record and first event. Run ids start with the creation time in hex,
@@ -730,6 +820,7 @@ impl Inner {
             created_at_ms: now,
             closed_at_ms: None,
             continued_from,
+            parent: None,
         };
         (record, started)
     }

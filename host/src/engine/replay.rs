@@ -13,7 +13,7 @@
 
 use crate::clock::EpochMs;
 use crate::ids::{Handle, ModuleHash, Seq, TypeName, WorkflowId};
-use crate::journal::{ActivityOptions, Event, EventKind};
+use crate::journal::{ActivityOptions, Event, EventKind, ParentClosePolicy};
 use std::fmt;
 
 /// A command as the guest issues it.
@@ -26,6 +26,12 @@ pub enum Command {
     },
     StartTimer {
         duration_ms: u64,
+    },
+    StartChild {
+        workflow_type: TypeName,
+        workflow_id: WorkflowId,
+        input: String,
+        parent_close_policy: ParentClosePolicy,
     },
 }
 
@@ -40,6 +46,16 @@ impl fmt::Display for Command {
                 )
             }
             Command::StartTimer { duration_ms } => write!(f, "start-timer {duration_ms} ms"),
+            Command::StartChild {
+                workflow_type,
+                workflow_id,
+                input,
+                ..
+            } => write!(
+                f,
+                "start-child {workflow_type} {workflow_id:?} with input {}",
+                abbreviate(input)
+            ),
         }
     }
 }
@@ -50,6 +66,15 @@ fn describe_journaled(kind: &EventKind) -> String {
             format!("start-activity {name:?} with input {}", abbreviate(input))
         }
         EventKind::TimerStarted { duration_ms, .. } => format!("start-timer {duration_ms} ms"),
+        EventKind::ChildScheduled {
+            workflow_type,
+            workflow_id,
+            input,
+            ..
+        } => format!(
+            "start-child {workflow_type} {workflow_id:?} with input {}",
+            abbreviate(input)
+        ),
         other => other.type_name().to_owned(),
     }
 }
@@ -313,6 +338,11 @@ impl RunState {
         self.cursor.virtual_now_ms
     }
 
+    /// The handle the guest's next command will get.
+    pub fn next_handle(&self) -> Handle {
+        Handle(self.cursor.commands_issued as u32 + 1)
+    }
+
     /// Accepts a command from the guest. `now_ms` stamps the event if it is new.
     pub fn issue(&mut self, command: Command, now_ms: EpochMs) -> Result<Issued, NonDeterminism> {
         let number = self.cursor.commands_issued;
@@ -337,6 +367,23 @@ impl RunState {
                     EventKind::TimerStarted { duration_ms, .. },
                     Command::StartTimer { duration_ms: d },
                 ) => duration_ms == d,
+                (
+                    EventKind::ChildScheduled {
+                        workflow_type,
+                        workflow_id,
+                        input,
+                        parent_close_policy,
+                        ..
+                    },
+                    Command::StartChild {
+                        workflow_type: t,
+                        workflow_id: w,
+                        input: i,
+                        parent_close_policy: p,
+                    },
+                ) => {
+                    workflow_type == t && workflow_id == w && input == i && parent_close_policy == p
+                }
                 _ => false,
             };
             if !same {
@@ -364,6 +411,18 @@ impl RunState {
                 handle,
                 duration_ms,
                 fire_at_ms: self.cursor.virtual_now_ms.saturating_add(duration_ms),
+            },
+            Command::StartChild {
+                workflow_type,
+                workflow_id,
+                input,
+                parent_close_policy,
+            } => EventKind::ChildScheduled {
+                handle,
+                workflow_type,
+                workflow_id,
+                input,
+                parent_close_policy,
             },
         };
         let event = self.append(kind, now_ms);

@@ -73,6 +73,30 @@ pub enum EventKind {
         name: String,
         input: String,
     },
+    /// A command: start a child workflow. The child run is created in the same
+    /// transaction that journals this event, unless its id is taken (then the handle
+    /// fails at once).
+    ChildScheduled {
+        handle: Handle,
+        workflow_type: TypeName,
+        workflow_id: WorkflowId,
+        input: String,
+        parent_close_policy: ParentClosePolicy,
+    },
+    /// The child run of `handle` completed (the last run of its continue-as-new chain).
+    ChildCompleted {
+        handle: Handle,
+        run_id: RunId,
+        output: String,
+    },
+    /// The child of `handle` failed, was cancelled or terminated, or could not start
+    /// (no run then).
+    ChildFailed {
+        handle: Handle,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<RunId>,
+        failure: Failure,
+    },
     RunCompleted {
         output: String,
     },
@@ -101,6 +125,9 @@ impl EventKind {
             EventKind::ActivityFailed { .. } => "activity_failed",
             EventKind::TimerFired { .. } => "timer_fired",
             EventKind::SignalReceived { .. } => "signal_received",
+            EventKind::ChildScheduled { .. } => "child_scheduled",
+            EventKind::ChildCompleted { .. } => "child_completed",
+            EventKind::ChildFailed { .. } => "child_failed",
             EventKind::RunCompleted { .. } => "run_completed",
             EventKind::RunFailed { .. } => "run_failed",
             EventKind::RunTerminated { .. } => "run_terminated",
@@ -113,7 +140,9 @@ impl EventKind {
         match self {
             EventKind::ActivityCompleted { handle, .. }
             | EventKind::ActivityFailed { handle, .. }
-            | EventKind::TimerFired { handle } => Some(*handle),
+            | EventKind::TimerFired { handle }
+            | EventKind::ChildCompleted { handle, .. }
+            | EventKind::ChildFailed { handle, .. } => Some(*handle),
             _ => None,
         }
     }
@@ -130,7 +159,8 @@ impl EventKind {
     pub fn command_handle(&self) -> Option<Handle> {
         match self {
             EventKind::ActivityScheduled { handle, .. }
-            | EventKind::TimerStarted { handle, .. } => Some(*handle),
+            | EventKind::TimerStarted { handle, .. }
+            | EventKind::ChildScheduled { handle, .. } => Some(*handle),
             _ => None,
         }
     }
@@ -285,6 +315,48 @@ impl RunStatus {
     }
 }
 
+/// What happens to a child run that is still open when its parent run closes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParentClosePolicy {
+    /// The child is terminated (the default: no work outlives its reason to exist).
+    #[default]
+    Terminate,
+    /// The child is asked to cancel, and may clean up before it ends.
+    RequestCancel,
+    /// The child runs on, on its own.
+    Abandon,
+}
+
+impl ParentClosePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParentClosePolicy::Terminate => "terminate",
+            ParentClosePolicy::RequestCancel => "request_cancel",
+            ParentClosePolicy::Abandon => "abandon",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "terminate" => Some(ParentClosePolicy::Terminate),
+            "request_cancel" => Some(ParentClosePolicy::RequestCancel),
+            "abandon" => Some(ParentClosePolicy::Abandon),
+            _ => None,
+        }
+    }
+}
+
+/// The run that started a child run, and how the child is tied to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParentLink {
+    pub workflow_id: WorkflowId,
+    pub run_id: RunId,
+    /// The parent's handle on the child: its result goes to the parent under this handle.
+    pub handle: Handle,
+    pub close_policy: ParentClosePolicy,
+}
+
 /// A run as the `runs` table holds it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -303,6 +375,9 @@ pub struct RunRecord {
     pub closed_at_ms: Option<EpochMs>,
     /// The run this one continues (continue-as-new), if any.
     pub continued_from: Option<RunId>,
+    /// The run that started this one as its child, if any (kept along a continue-as-new
+    /// chain: the parent waits for the chain's last run).
+    pub parent: Option<ParentLink>,
 }
 
 /// A change of a run's status, written in the same transaction as its events.
@@ -351,14 +426,36 @@ pub struct ModuleRecord {
     pub uploaded_at_ms: EpochMs,
 }
 
-/// A signal waiting in a run's inbox for the run's driver to journal it.
+/// Something from outside the run (a signal, a child's result) waiting in its inbox for
+/// the run's driver to journal it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct InboxSignal {
+pub struct InboxEntry {
     /// Arrival order; assigned by the journal (0 before it is stored).
     pub id: i64,
-    pub name: String,
-    pub input: String,
+    /// The event to journal: `signal_received`, `child_completed` or `child_failed`.
+    pub event: EventKind,
     pub received_at_ms: EpochMs,
+}
+
+impl InboxEntry {
+    pub fn signal(name: &str, input: &str, received_at_ms: EpochMs) -> Self {
+        Self {
+            id: 0,
+            event: EventKind::SignalReceived {
+                name: name.to_owned(),
+                input: input.to_owned(),
+            },
+            received_at_ms,
+        }
+    }
+}
+
+/// A child run to create together with the parent's `child_scheduled` event.
+#[derive(Clone, Debug)]
+pub struct NewChild {
+    /// Has `parent` set; the handle there is the one the command created.
+    pub record: Box<RunRecord>,
+    pub started: Event,
 }
 
 /// Filters for [`Journal::list_runs`].
@@ -366,6 +463,8 @@ pub struct InboxSignal {
 pub struct RunFilter {
     pub status: Option<RunStatus>,
     pub workflow_type: Option<TypeName>,
+    /// Only the children of this workflow id.
+    pub parent_workflow_id: Option<WorkflowId>,
     pub limit: u32,
 }
 
@@ -402,11 +501,14 @@ pub enum Write {
         run_id: RunId,
         events: Vec<Event>,
         status: Option<StatusChange>,
-        /// Removes the run's inbox signals up to this id: they are among `events` now.
+        /// Removes the run's inbox entries up to this id: they are among `events` now.
         signals_upto: Option<i64>,
+        /// Child runs started by `child_scheduled` events among `events`. A child whose
+        /// workflow id is taken is not created; its handle fails (through the inbox).
+        children: Vec<NewChild>,
     },
     /// Puts a signal in an open run's inbox; fails with `RunClosed` if the run is closed.
-    Signal { run_id: RunId, signal: InboxSignal },
+    Signal { run_id: RunId, signal: InboxEntry },
     /// Closes a run that continues as new and creates its successor, moving the signals
     /// it did not consume (`carried`, then its inbox) to the new run, in order.
     ContinueAsNew {
@@ -414,7 +516,7 @@ pub enum Write {
         events: Vec<Event>,
         new_run: Box<RunRecord>,
         new_started: Event,
-        carried: Vec<InboxSignal>,
+        carried: Vec<InboxEntry>,
     },
     /// Points an open run at another module (a deliberate override of pinning).
     Repin {
@@ -462,8 +564,10 @@ pub trait Journal: Send + Sync + 'static {
     /// Runs that are running or blocked: what the engine resumes at start.
     async fn open_runs(&self) -> JournalResult<Vec<RunRecord>>;
     async fn events(&self, run_id: &RunId) -> JournalResult<Vec<Event>>;
-    /// Signals in a run's inbox, oldest first.
-    async fn inbox(&self, run_id: &RunId) -> JournalResult<Vec<InboxSignal>>;
+    /// What waits in a run's inbox, oldest first.
+    async fn inbox(&self, run_id: &RunId) -> JournalResult<Vec<InboxEntry>>;
+    /// The child runs a run started, oldest first.
+    async fn children(&self, run_id: &RunId) -> JournalResult<Vec<RunRecord>>;
 }
 
 /// Submits a write and waits until it is committed.

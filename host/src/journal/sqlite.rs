@@ -89,6 +89,18 @@ CREATE INDEX signal_inbox_by_run ON signal_inbox (run_id, id);
     r#"
 ALTER TABLE runs ADD COLUMN continued_from TEXT;
 "#,
+    r#"
+ALTER TABLE runs ADD COLUMN parent_workflow_id TEXT;
+ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
+ALTER TABLE runs ADD COLUMN parent_handle INTEGER;
+ALTER TABLE runs ADD COLUMN parent_close_policy TEXT;
+CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+CREATE INDEX runs_by_parent_workflow ON runs (namespace, parent_workflow_id)
+    WHERE parent_workflow_id IS NOT NULL;
+-- Entries other than signals (a child's result) keep their event as JSON here; a
+-- signal keeps name and input in their columns, as before.
+ALTER TABLE signal_inbox ADD COLUMN event TEXT;
+"#,
 ];
 
 /// Writes folded into one transaction at most; bounds the latency of a batch.
@@ -279,25 +291,12 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
             insert_events(conn, run_id, events)?;
             // Unconsumed signals keep their order: the journaled ones first, then those
             // still in the inbox; all get fresh ids under the new run.
-            let mut carry = conn
-                .prepare_cached(
-                    "INSERT INTO signal_inbox (run_id, name, input, received_at_ms)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(storage)?;
-            for signal in carried {
-                carry
-                    .execute(params![
-                        new_run.run_id.as_str(),
-                        signal.name,
-                        signal.input,
-                        signal.received_at_ms as i64
-                    ])
-                    .map_err(storage)?;
+            for entry in carried {
+                insert_inbox(conn, &new_run.run_id, entry, false)?;
             }
             conn.prepare_cached(
-                "INSERT INTO signal_inbox (run_id, name, input, received_at_ms)
-                 SELECT ?2, name, input, received_at_ms FROM signal_inbox
+                "INSERT INTO signal_inbox (run_id, name, input, received_at_ms, event)
+                 SELECT ?2, name, input, received_at_ms, event FROM signal_inbox
                  WHERE run_id = ?1 ORDER BY id",
             )
             .and_then(|mut s| s.execute(params![run_id.as_str(), new_run.run_id.as_str()]))
@@ -316,6 +315,7 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
             events,
             status,
             signals_upto,
+            children,
         } => {
             insert_events(conn, run_id, events)?;
             if let Some(upto) = signals_upto {
@@ -323,34 +323,19 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
                     .and_then(|mut s| s.execute(params![run_id.as_str(), upto]))
                     .map_err(storage)?;
             }
+            for child in children {
+                start_child(conn, run_id, child, events.last().map(|e| e.recorded_at_ms))?;
+            }
             if let Some(status) = status {
-                update_status(
-                    conn,
-                    run_id,
-                    status,
-                    events.last().map(|e| e.recorded_at_ms),
-                )?;
+                let at_ms = events.last().map(|e| e.recorded_at_ms);
+                update_status(conn, run_id, status, at_ms)?;
+                report_to_parent(conn, run_id, status, at_ms)?;
             }
         }
         Write::Signal { run_id, signal } => {
             // Accepted only while the run is open; the writer orders this against the
             // run's own writes, so a signal never lands in a closed run's inbox.
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT INTO signal_inbox (run_id, name, input, received_at_ms)
-                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (
-                        SELECT 1 FROM runs WHERE run_id = ?1 AND status IN ('running', 'blocked'))",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        run_id.as_str(),
-                        signal.name,
-                        signal.input,
-                        signal.received_at_ms as i64
-                    ])
-                })
-                .map_err(storage)?;
-            if inserted == 0 {
+            if !insert_inbox(conn, run_id, signal, true)? {
                 return Err(JournalError::RunClosed(run_id.clone()));
             }
         }
@@ -366,12 +351,130 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
     Ok(())
 }
 
+/// Puts `entry` in the inbox of `run_id`; with `only_if_open`, only while the run is
+/// open. Returns whether it was stored.
+fn insert_inbox(
+    conn: &Connection,
+    run_id: &RunId,
+    entry: &InboxEntry,
+    only_if_open: bool,
+) -> JournalResult<bool> {
+    // Signals keep name and input in their own columns; other entries are JSON.
+    let (name, input, event) = match &entry.event {
+        EventKind::SignalReceived { name, input } => (name.as_str(), input.as_str(), None),
+        other => ("", "", Some(serde_json::to_string(other).map_err(storage)?)),
+    };
+    let sql = if only_if_open {
+        "INSERT INTO signal_inbox (run_id, name, input, received_at_ms, event)
+         SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (
+            SELECT 1 FROM runs WHERE run_id = ?1 AND status IN ('running', 'blocked'))"
+    } else {
+        "INSERT INTO signal_inbox (run_id, name, input, received_at_ms, event)
+         VALUES (?1, ?2, ?3, ?4, ?5)"
+    };
+    let inserted = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| {
+            s.execute(params![
+                run_id.as_str(),
+                name,
+                input,
+                entry.received_at_ms as i64,
+                event
+            ])
+        })
+        .map_err(storage)?;
+    Ok(inserted > 0)
+}
+
+/// Creates a child run, or, if its workflow id is taken by an open run, fails the
+/// parent's handle on it through the parent's inbox.
+fn start_child(
+    conn: &Connection,
+    parent_run: &RunId,
+    child: &NewChild,
+    at_ms: Option<EpochMs>,
+) -> JournalResult<()> {
+    let Some(link) = &child.record.parent else {
+        return Err(storage("a child run without a parent link"));
+    };
+    match insert_run(conn, &child.record, &child.started) {
+        Err(JournalError::AlreadyRunning(id)) => {
+            let failure = Failure::new(
+                FailureKind::Application,
+                "already_running",
+                format!("cannot start the child workflow: workflow {id} is already running"),
+            )
+            .non_retryable();
+            let entry = InboxEntry {
+                id: 0,
+                event: EventKind::ChildFailed {
+                    handle: link.handle,
+                    run_id: None,
+                    failure,
+                },
+                received_at_ms: at_ms.unwrap_or(child.record.created_at_ms),
+            };
+            insert_inbox(conn, parent_run, &entry, false).map(|_| ())
+        }
+        other => other,
+    }
+}
+
+/// Hands a closed child's outcome to its parent's inbox (if the parent is still open).
+fn report_to_parent(
+    conn: &Connection,
+    run_id: &RunId,
+    status: &StatusChange,
+    at_ms: Option<EpochMs>,
+) -> JournalResult<()> {
+    let parent: Option<(Option<String>, Option<i64>)> = conn
+        .prepare_cached("SELECT parent_run_id, parent_handle FROM runs WHERE run_id = ?1")
+        .and_then(|mut s| {
+            s.query_row(params![run_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(storage)?;
+    let Some((Some(parent_run), Some(handle))) = parent else {
+        return Ok(());
+    };
+    let handle = Handle(handle as u32);
+    let event = match status {
+        StatusChange::Completed { output } => EventKind::ChildCompleted {
+            handle,
+            run_id: run_id.clone(),
+            output: output.clone(),
+        },
+        StatusChange::Failed { failure } => EventKind::ChildFailed {
+            handle,
+            run_id: Some(run_id.clone()),
+            failure: failure.clone(),
+        },
+        StatusChange::Terminated { reason } => EventKind::ChildFailed {
+            handle,
+            run_id: Some(run_id.clone()),
+            failure: Failure::new(FailureKind::Terminated, "terminated", reason.clone()),
+        },
+        StatusChange::Blocked { .. } | StatusChange::ContinuedAsNew | StatusChange::Running => {
+            return Ok(())
+        }
+    };
+    let entry = InboxEntry {
+        id: 0,
+        event,
+        received_at_ms: at_ms.unwrap_or_default(),
+    };
+    insert_inbox(conn, &RunId(parent_run), &entry, true).map(|_| ())
+}
+
 fn insert_run(conn: &Connection, record: &RunRecord, started: &Event) -> JournalResult<()> {
+    let parent = record.parent.as_ref();
     let inserted = conn
         .prepare_cached(
             "INSERT INTO runs (run_id, namespace, workflow_id, workflow_type, module_hash,
-                status, input, created_at_ms, continued_from)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                status, input, created_at_ms, continued_from, parent_workflow_id,
+                parent_run_id, parent_handle, parent_close_policy)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -383,7 +486,11 @@ fn insert_run(conn: &Connection, record: &RunRecord, started: &Event) -> Journal
                 record.status.as_str(),
                 record.input,
                 record.created_at_ms as i64,
-                record.continued_from.as_ref().map(|r| r.as_str())
+                record.continued_from.as_ref().map(|r| r.as_str()),
+                parent.map(|p| p.workflow_id.as_str()),
+                parent.map(|p| p.run_id.as_str()),
+                parent.map(|p| p.handle.0),
+                parent.map(|p| p.close_policy.as_str()),
             ])
         });
     match inserted {
@@ -555,7 +662,8 @@ fn update_status(
 }
 
 const RUN_COLUMNS: &str = "namespace, workflow_id, run_id, workflow_type, module_hash, status,
-    input, output, failure, blocked_reason, created_at_ms, closed_at_ms, continued_from";
+    input, output, failure, blocked_reason, created_at_ms, closed_at_ms, continued_from,
+    parent_workflow_id, parent_run_id, parent_handle, parent_close_policy";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let status: String = row.get(5)?;
@@ -579,6 +687,25 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         created_at_ms: row.get::<_, i64>(10)? as u64,
         closed_at_ms: row.get::<_, Option<i64>>(11)?.map(|t| t as u64),
         continued_from: row.get::<_, Option<String>>(12)?.map(RunId),
+        parent: match (
+            row.get::<_, Option<String>>(13)?,
+            row.get::<_, Option<String>>(14)?,
+            row.get::<_, Option<i64>>(15)?,
+        ) {
+            (Some(workflow_id), Some(run_id), Some(handle)) => {
+                let policy: Option<String> = row.get(16)?;
+                Some(ParentLink {
+                    workflow_id: WorkflowId(workflow_id),
+                    run_id: RunId(run_id),
+                    handle: Handle(handle as u32),
+                    close_policy: policy
+                        .as_deref()
+                        .and_then(ParentClosePolicy::parse)
+                        .unwrap_or_default(),
+                })
+            }
+            _ => None,
+        },
     })
 }
 
@@ -686,14 +813,19 @@ impl Journal for SqliteJournal {
         let ns = namespace.0.clone();
         let status = filter.status.map(|s| s.as_str().to_owned());
         let workflow_type = filter.workflow_type.as_ref().map(|t| t.0.clone());
+        let parent = filter.parent_workflow_id.as_ref().map(|p| p.0.clone());
         let limit = filter.limit.clamp(1, 1_000) as i64;
         self.read(move |c| {
             c.prepare_cached(&format!(
                 "SELECT {RUN_COLUMNS} FROM runs WHERE namespace = ?1
                    AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR workflow_type = ?3)
+                   AND (?5 IS NULL OR parent_workflow_id = ?5)
                  ORDER BY created_at_ms DESC, rowid DESC LIMIT ?4"
             ))?
-            .query_map(params![ns, status, workflow_type, limit], run_from_row)?
+            .query_map(
+                params![ns, status, workflow_type, limit, parent],
+                run_from_row,
+            )?
             .collect()
         })
         .await
@@ -728,21 +860,46 @@ impl Journal for SqliteJournal {
         .await
     }
 
-    async fn inbox(&self, run_id: &RunId) -> JournalResult<Vec<InboxSignal>> {
+    async fn inbox(&self, run_id: &RunId) -> JournalResult<Vec<InboxEntry>> {
         let id = run_id.0.clone();
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT id, name, input, received_at_ms FROM signal_inbox
+                "SELECT id, name, input, received_at_ms, event FROM signal_inbox
                  WHERE run_id = ?1 ORDER BY id",
             )?
             .query_map(params![id], |r| {
-                Ok(InboxSignal {
+                let event = match r.get::<_, Option<String>>(4)? {
+                    Some(json) => serde_json::from_str(&json).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            4,
+                            rusqlite::types::Type::Text,
+                            e.into(),
+                        )
+                    })?,
+                    None => EventKind::SignalReceived {
+                        name: r.get(1)?,
+                        input: r.get(2)?,
+                    },
+                };
+                Ok(InboxEntry {
                     id: r.get(0)?,
-                    name: r.get(1)?,
-                    input: r.get(2)?,
+                    event,
                     received_at_ms: r.get::<_, i64>(3)? as u64,
                 })
             })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn children(&self, run_id: &RunId) -> JournalResult<Vec<RunRecord>> {
+        let id = run_id.0.clone();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE parent_run_id = ?1
+                 ORDER BY created_at_ms, rowid"
+            ))?
+            .query_map(params![id], run_from_row)?
             .collect()
         })
         .await
@@ -783,6 +940,7 @@ mod tests {
             created_at_ms: 1,
             closed_at_ms: None,
             continued_from: None,
+            parent: None,
         }
     }
 
@@ -831,6 +989,7 @@ mod tests {
                     events: vec![timer],
                     status: None,
                     signals_upto: None,
+                    children: Vec::new(),
                 },
             )
             .await
@@ -857,6 +1016,7 @@ mod tests {
                     output: "\"ok\"".into(),
                 }),
                 signals_upto: None,
+                children: Vec::new(),
             },
         )
         .await
@@ -921,6 +1081,7 @@ mod tests {
                 events: vec![started(0)],
                 status: None,
                 signals_upto: None,
+                children: Vec::new(),
             },
         )
         .await;

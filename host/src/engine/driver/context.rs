@@ -6,8 +6,10 @@ use super::{abort, Abort, Received, RunHost, MAX_RANDOM_BYTES};
 /// A query instance answers exactly one query.
 const QUERY_ID: u64 = 1;
 use crate::engine::replay::Command;
-use crate::ids::Handle;
-use crate::journal::{ActivityOptions, EventKind, Failure, FailureKind, RetryPolicy};
+use crate::ids::{Handle, TypeName, WorkflowId};
+use crate::journal::{
+    ActivityOptions, EventKind, Failure, FailureKind, ParentClosePolicy, RetryPolicy,
+};
 use crate::runtime::bindings::spool::workflow::context as wit;
 
 pub(super) fn failure_from_wit(f: wit::Failure) -> Failure {
@@ -17,6 +19,7 @@ pub(super) fn failure_from_wit(f: wit::Failure) -> Failure {
             wit::FailureKind::Timeout => FailureKind::Timeout,
             wit::FailureKind::UnknownActivity => FailureKind::UnknownActivity,
             wit::FailureKind::Cancelled => FailureKind::Cancelled,
+            wit::FailureKind::Terminated => FailureKind::Terminated,
         },
         error_type: f.error_type,
         message: f.message,
@@ -28,9 +31,8 @@ pub(super) fn failure_from_wit(f: wit::Failure) -> Failure {
 fn failure_to_wit(f: Failure) -> wit::Failure {
     wit::Failure {
         kind: match f.kind {
-            FailureKind::Application | FailureKind::Sandbox | FailureKind::Terminated => {
-                wit::FailureKind::Application
-            }
+            FailureKind::Application | FailureKind::Sandbox => wit::FailureKind::Application,
+            FailureKind::Terminated => wit::FailureKind::Terminated,
             FailureKind::Timeout => wit::FailureKind::Timeout,
             FailureKind::UnknownActivity => wit::FailureKind::UnknownActivity,
             FailureKind::Cancelled => wit::FailureKind::Cancelled,
@@ -75,6 +77,35 @@ impl wit::Host for RunHost {
         })
     }
 
+    async fn start_child(
+        &mut self,
+        workflow_type: String,
+        input: String,
+        options: wit::ChildOptions,
+    ) -> wasmtime::Result<u32> {
+        self.check_payload("child workflow input", &input)?;
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&input) {
+            return Err(abort(Abort::InvalidPayload(format!(
+                "child workflow input is not JSON: {e}"
+            ))));
+        }
+        // The default id names the parent and the handle: the same on every replay.
+        let handle = self.state.next_handle();
+        let workflow_id = options
+            .workflow_id
+            .unwrap_or_else(|| format!("{}.child-{handle}", self.run.workflow_id));
+        self.issue(Command::StartChild {
+            workflow_type: TypeName(workflow_type),
+            workflow_id: WorkflowId(workflow_id),
+            input,
+            parent_close_policy: match options.parent_close_policy {
+                wit::ParentClosePolicy::Terminate => ParentClosePolicy::Terminate,
+                wit::ParentClosePolicy::RequestCancel => ParentClosePolicy::RequestCancel,
+                wit::ParentClosePolicy::Abandon => ParentClosePolicy::Abandon,
+            },
+        })
+    }
+
     async fn start_timer(&mut self, duration_ms: u64) -> wasmtime::Result<u32> {
         self.issue(Command::StartTimer { duration_ms })
     }
@@ -105,6 +136,18 @@ impl wit::Host for RunHost {
                         failure: failure_to_wit(failure),
                     }),
                     EventKind::TimerFired { handle } => wit::Event::TimerFired(handle.0),
+                    EventKind::ChildCompleted { handle, output, .. } => {
+                        wit::Event::ChildCompleted(wit::ActivityCompleted {
+                            handle: handle.0,
+                            output,
+                        })
+                    }
+                    EventKind::ChildFailed {
+                        handle, failure, ..
+                    } => wit::Event::ChildFailed(wit::ActivityFailed {
+                        handle: handle.0,
+                        failure: failure_to_wit(failure),
+                    }),
                     EventKind::SignalReceived { name, input } => {
                         wit::Event::Signal(wit::SignalReceived { name, input })
                     }
@@ -131,7 +174,7 @@ impl wit::Host for RunHost {
             self.previous_deliveries =
                 Some(self.previous_deliveries.unwrap_or(0).max(self.deliveries));
             if self.should_evict(&handles) {
-                self.flush().await;
+                self.flush().await.map_err(abort)?;
                 return Err(abort(Abort::Evict));
             }
             if self.receive().await.map_err(abort)? == Received::Terminated {

@@ -12,10 +12,11 @@ mod outcome;
 use super::activity_task;
 use super::replay::{Command, ContractViolation, Issued, NonDeterminism, Outstanding, RunState};
 use super::Inner;
+use crate::ids::validate_name;
 use crate::ids::{Handle, RunId};
 use crate::journal::{
-    CommitTicket, Event, EventKind, Failure, FailureKind, InboxSignal, JournalError, ModuleKind,
-    RunRecord, RunStatus, StatusChange, Write,
+    CommitTicket, Event, EventKind, Failure, FailureKind, InboxEntry, JournalError, ModuleKind,
+    NewChild, ParentLink, RunRecord, RunStatus, StatusChange, Write,
 };
 use crate::runtime::bindings::spool::workflow::context as wit;
 use crate::runtime::wasi::{deterministic_wasi, CapturedOutput, SeededRandom, VirtualTime};
@@ -36,7 +37,7 @@ pub(super) enum RunMsg {
     TimerFired {
         handle: Handle,
     },
-    /// New signals are in the run's inbox in the journal.
+    /// New entries (signals, children's results) are in the run's inbox in the journal.
     SignalsArrived,
     /// End the run now; answer once that is durable.
     Terminate {
@@ -101,6 +102,8 @@ pub struct RunHost {
     pending: Vec<Event>,
     /// Writes queued but not yet known to be committed.
     unconfirmed: Vec<CommitTicket>,
+    /// Child runs created by those writes: their drivers start once the writes commit.
+    unspawned: Vec<(RunRecord, Event)>,
     time: VirtualTime,
     random: SeededRandom,
     new_activation: bool,
@@ -418,6 +421,7 @@ impl RunHost {
             outbox,
             pending: Vec::new(),
             unconfirmed: Vec::new(),
+            unspawned: Vec::new(),
             new_activation: false,
             deliveries: 0,
             caught_up: false,
@@ -479,35 +483,133 @@ impl RunHost {
         }
     }
 
-    /// Queues the new command events for the journal and starts their effects.
-    async fn flush(&mut self) {
+    /// Queues the new command events for the journal and starts their effects. Returns
+    /// true if it journaled results too (children that could not start), committed:
+    /// the guest has something new to look at.
+    async fn flush(&mut self) -> Result<bool, JournalError> {
         if self.pending.is_empty() {
-            return;
+            return Ok(false);
         }
         let events = std::mem::take(&mut self.pending);
         let commands: Vec<Outstanding> = events
             .iter()
             .filter_map(|e| Outstanding::of(&e.kind))
             .collect();
+        let starts_children = events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ChildScheduled { .. }));
+        let results_before = self.state.next_seq();
         let ticket = self.submit(events, None, None).await;
         self.unconfirmed.push(ticket);
         self.start_effects(commands);
+        if !starts_children {
+            return Ok(false);
+        }
+        // The guest will wait for its children: they must exist (and run) first.
+        let ticket = Box::pin(std::future::ready(Ok(())));
+        self.confirm(ticket).await?;
+        // A child whose id was taken got its failure in this run's inbox: look there.
+        let _ = self.outbox.try_send(RunMsg::SignalsArrived);
+        Ok(self.state.next_seq() != results_before)
     }
 
-    /// Queues `events` (and a status change) for the journal.
+    /// Queues `events` (and a status change) for the journal, with the child runs that
+    /// `child_scheduled` events among them start.
     async fn submit(
         &mut self,
-        events: Vec<Event>,
+        mut events: Vec<Event>,
         status: Option<StatusChange>,
         signals_upto: Option<i64>,
     ) -> CommitTicket {
+        let children = match self.new_children(&mut events).await {
+            Ok(children) => children,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        self.unspawned.extend(
+            children
+                .iter()
+                .map(|c| ((*c.record).clone(), c.started.clone())),
+        );
         let write = Write::Append {
             run_id: self.run_id().clone(),
             events,
             status,
             signals_upto,
+            children,
         };
         self.inner.journal.submit(write).await
+    }
+
+    /// The child runs that the `child_scheduled` events in `events` start. A child that
+    /// cannot start (an invalid id, an unknown type) gets its failure appended to
+    /// `events` instead, right after its command.
+    async fn new_children(
+        &mut self,
+        events: &mut Vec<Event>,
+    ) -> Result<Vec<NewChild>, JournalError> {
+        let mut children = Vec::new();
+        let mut refused = Vec::new();
+        for event in events.iter() {
+            let EventKind::ChildScheduled {
+                handle,
+                workflow_type,
+                workflow_id,
+                input,
+                parent_close_policy,
+            } = &event.kind
+            else {
+                continue;
+            };
+            let refuse = |error_type: &str, message: String| {
+                (
+                    *handle,
+                    Failure::new(FailureKind::Application, error_type, message).non_retryable(),
+                )
+            };
+            if let Err(message) = validate_name("child workflow id", workflow_id.as_str()) {
+                refused.push(refuse("invalid_input", message));
+                continue;
+            }
+            let module = self
+                .inner
+                .journal
+                .module_for_type(&self.run.namespace, workflow_type)
+                .await?
+                .filter(|m| m.kind == ModuleKind::Workflow);
+            let Some(module) = module else {
+                let message = format!("no workflow type {workflow_type:?} is registered");
+                refused.push(refuse("unknown_workflow_type", message));
+                continue;
+            };
+            let (mut record, started) = self.inner.new_run(
+                self.run.namespace.clone(),
+                workflow_id.clone(),
+                workflow_type.clone(),
+                module.hash,
+                input.clone(),
+                None,
+            );
+            record.parent = Some(ParentLink {
+                workflow_id: self.run.workflow_id.clone(),
+                run_id: self.run.run_id.clone(),
+                handle: *handle,
+                close_policy: *parent_close_policy,
+            });
+            children.push(NewChild {
+                record: Box::new(record),
+                started,
+            });
+        }
+        let now = self.inner.clock.now_ms();
+        for (handle, failure) in refused {
+            let kind = EventKind::ChildFailed {
+                handle,
+                run_id: None,
+                failure,
+            };
+            events.push(self.state.record(kind, now));
+        }
+        Ok(children)
     }
 
     /// Commits `events` (after everything queued before them) and waits until durable.
@@ -534,6 +636,7 @@ impl RunHost {
         self.state = RunState::new(events).map_err(|e| e.to_string())?;
         self.pending.clear();
         self.unconfirmed.clear();
+        self.unspawned.clear();
         let outstanding = self.state.outstanding();
         self.start_effects(outstanding);
         self.wake_for_waiting_signals().await;
@@ -557,7 +660,9 @@ impl RunHost {
     /// Waits for at least one message from the run's tasks, journals every result that
     /// is waiting, and returns once they are committed.
     async fn receive(&mut self) -> Result<Received, JournalError> {
-        self.flush().await;
+        if self.flush().await? {
+            return Ok(Received::Events);
+        }
         let first = self.inbox.recv().await.ok_or(JournalError::Closed)?;
         let mut events = Vec::new();
         let mut signals_arrived = false;
@@ -606,17 +711,19 @@ impl RunHost {
             };
             events.push(self.state.record(kind, now));
         }
-        // Signals move from the inbox into the journal in one transaction, in arrival
-        // order; the previous receive committed before this read, so none moves twice.
+        // Inbox entries move into the journal in one transaction, in arrival order; the
+        // previous receive committed before this read, so none moves twice.
         let mut signals_upto = None;
         if signals_arrived {
-            for signal in self.inner.journal.inbox(&self.run.run_id).await? {
-                let kind = EventKind::SignalReceived {
-                    name: signal.name,
-                    input: signal.input,
-                };
-                events.push(self.state.record(kind, self.inner.clock.now_ms()));
-                signals_upto = Some(signal.id);
+            for entry in self.inner.journal.inbox(&self.run.run_id).await? {
+                signals_upto = Some(entry.id);
+                if let Some(handle) = entry.event.completes() {
+                    if !self.state.awaits_result(handle) {
+                        tracing::warn!(run = %self.run.run_id, %handle, "dropping an inbox result for a handle that does not expect one");
+                        continue;
+                    }
+                }
+                events.push(self.state.record(entry.event, self.inner.clock.now_ms()));
             }
         }
         if let Some((reason, done)) = terminate {
@@ -643,7 +750,13 @@ impl RunHost {
         for earlier in std::mem::take(&mut self.unconfirmed) {
             earlier.await?;
         }
-        ticket.await
+        ticket.await?;
+        // The child runs those writes created exist now: start them.
+        for (child, started) in std::mem::take(&mut self.unspawned) {
+            self.inner
+                .spawn_driver(child, vec![started], super::Inbox::Empty);
+        }
+        Ok(())
     }
 
     /// True when the guest waits only on timers that are far off, so its memory is
@@ -704,7 +817,7 @@ impl RunHost {
             .map(|m| m.hash)
             // The type was re-registered as something else: stay on this run's module.
             .unwrap_or_else(|| run.module_hash.clone());
-        let (new_run, new_started) = self.inner.new_run(
+        let (mut new_run, new_started) = self.inner.new_run(
             run.namespace.clone(),
             run.workflow_id.clone(),
             run.workflow_type.clone(),
@@ -712,18 +825,16 @@ impl RunHost {
             input.clone(),
             Some(run.run_id.clone()),
         );
+        // A child's chain stays the parent's child: its last run reports back.
+        new_run.parent = run.parent.clone();
         let carried = self
             .state
             .undelivered_signals()
             .into_iter()
-            .filter_map(|event| match &event.kind {
-                EventKind::SignalReceived { name, input } => Some(InboxSignal {
-                    id: 0,
-                    name: name.clone(),
-                    input: input.clone(),
-                    received_at_ms: event.recorded_at_ms,
-                }),
-                _ => None,
+            .map(|event| InboxEntry {
+                id: 0,
+                event: event.kind.clone(),
+                received_at_ms: event.recorded_at_ms,
             })
             .collect();
         // Commands issued but never awaited are journaled for the record, as at any end.

@@ -49,7 +49,7 @@ fn relay(ctx: &Context, input: Input) -> Result<serde_json::Value, WorkflowError
     match ctx.any(&[&handle, &deadline])?.outcome {
         Outcome::Activity(result) => Ok(result?),
         Outcome::TimerFired => Ok(serde_json::json!({ "timed_out": true })),
-        Outcome::Signal(_) => unreachable!("no signal handle was raced"),
+        Outcome::Signal(_) | Outcome::Child(_) => unreachable!("neither was raced"),
     }
 }
 
