@@ -16,8 +16,8 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use crate::query;
 use crate::wait::{Answer, Delivered, Host};
+use crate::{query, update};
 use crate::{ActivityError, Context, WorkflowError};
 
 /// The signal through which the host delivers a cancel request.
@@ -53,8 +53,8 @@ impl Cancellation {
 
     /// Asks the host for the next of `handles` or `signals`, listening for the cancel
     /// request too until it has been delivered once. The one path to `await-next`.
-    /// Queries the host hands over meanwhile are answered from the registered query
-    /// handlers, and the wait goes on.
+    /// Queries and updates the host hands over meanwhile are answered from the
+    /// registered handlers, and the wait goes on.
     ///
     /// # Panics
     ///
@@ -70,6 +70,21 @@ impl Cancellation {
             !(handles.is_empty() && signals.is_empty()),
             "await-next needs at least one handle or signal name"
         );
+        loop {
+            if let Some(delivered) = self.await_next_or_update(host, handles, signals)? {
+                return Ok(delivered);
+            }
+        }
+    }
+
+    /// Like [`await_next`](Cancellation::await_next), but returns `None` after it has
+    /// applied an update, so that a wait on the workflow's state can look again.
+    pub fn await_next_or_update(
+        &self,
+        host: &mut impl Host,
+        handles: &[u32],
+        signals: &[String],
+    ) -> Result<Option<Delivered>, Cancelled> {
         let listening = !self.is_cancelled();
         let names = if listening {
             let mut names = signals.to_vec();
@@ -86,6 +101,19 @@ impl Cancellation {
                 Answer::Query { id, name, input } => {
                     host.respond_query(id, query::answer(&name, &input));
                 }
+                // A validation changes nothing either. An applied update may have
+                // changed the state a wait looks at.
+                Answer::Update {
+                    id,
+                    name,
+                    input,
+                    validate_only,
+                } => {
+                    host.respond_update(&id, update::answer(&name, &input, validate_only));
+                    if !validate_only {
+                        return Ok(None);
+                    }
+                }
             }
         };
         match delivered {
@@ -94,7 +122,7 @@ impl Cancellation {
                 *self.reason.borrow_mut() = Some(reason.clone());
                 Err(Cancelled { reason })
             }
-            delivered => Ok(delivered),
+            delivered => Ok(Some(delivered)),
         }
     }
 }

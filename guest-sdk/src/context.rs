@@ -44,6 +44,7 @@ impl Context {
     /// The context of a new run, which starts with no query handlers.
     pub(crate) fn new() -> Self {
         crate::query::clear();
+        crate::update::clear();
         Context {
             signals: Handlers::default(),
             cancel: Rc::default(),

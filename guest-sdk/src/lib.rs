@@ -270,6 +270,7 @@ mod error;
 mod query;
 mod retry;
 mod signal;
+mod update;
 mod wait;
 
 #[doc(hidden)]

@@ -138,15 +138,19 @@ fn condition_loop(
     let handles: Vec<u32> = timer.into_iter().collect();
     let names = handlers.names();
     loop {
-        match cancel.await_next(host, &handles, &names)? {
-            Delivered::Handle(got, Settled::TimerFired) if Some(got) == timer => return Ok(false),
-            Delivered::Handle(got, _) => panic!("host answered for handle {got}, not asked for"),
-            Delivered::Signal { name, input } => {
-                handlers.handle(&name, &input, host);
-                if condition() {
-                    return Ok(true);
-                }
+        match cancel.await_next_or_update(host, &handles, &names)? {
+            Some(Delivered::Handle(got, Settled::TimerFired)) if Some(got) == timer => {
+                return Ok(false)
             }
+            Some(Delivered::Handle(got, _)) => {
+                panic!("host answered for handle {got}, not asked for")
+            }
+            Some(Delivered::Signal { name, input }) => handlers.handle(&name, &input, host),
+            // An update ran: it may have made the condition true.
+            None => {}
+        }
+        if condition() {
+            return Ok(true);
         }
     }
 }
@@ -270,7 +274,8 @@ impl Context {
     /// Returns `Ok(true)` at once, starting no timer, if `condition` already holds.
     /// Otherwise it waits for any signal that has a handler ([`Context::on_signal`]),
     /// runs the handler, and checks `condition` again, until it holds or the timer
-    /// fires. Signals without a handler stay queued. `condition` should read only
+    /// fires; it checks again after each update too ([`Context::update_handler`]).
+    /// Signals without a handler stay queued. `condition` should read only
     /// workflow state (what the handlers change), never the outside world.
     ///
     /// # Errors
@@ -313,9 +318,10 @@ impl Context {
         if condition() {
             return Ok(true);
         }
+        let updates_can_wake = crate::update::any_registered() && !self.is_cancelled();
         assert!(
-            timeout.is_some() || !self.signals.is_empty(),
-            "wait_condition without a timeout or a signal handler would wait forever"
+            timeout.is_some() || !self.signals.is_empty() || updates_can_wake,
+            "wait_condition without a timeout or a signal or update handler would wait forever"
         );
         let timer = timeout.map(|t| wit::start_timer(duration_to_ms(t)));
         condition_loop(&self.signals, &self.cancel, &mut condition, timer, &mut Wit)

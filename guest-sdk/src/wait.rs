@@ -49,6 +49,13 @@ pub(crate) enum Answer {
         name: String,
         input: String,
     },
+    /// An update to validate (and, unless `validate_only`, apply) and answer.
+    Update {
+        id: String,
+        name: String,
+        input: String,
+        validate_only: bool,
+    },
 }
 
 /// The host calls the waiting loops make, behind a trait so that unit tests can play
@@ -59,6 +66,8 @@ pub(crate) trait Host {
     fn await_next(&mut self, handles: &[u32], signals: &[String]) -> Answer;
     /// Answers the query with this id: JSON text, or an error message.
     fn respond_query(&mut self, id: u64, result: Result<String, String>);
+    /// Answers the update with this id: JSON text, or why it failed or was rejected.
+    fn respond_update(&mut self, id: &str, result: Result<String, String>);
     /// Writes a warning to the workflow log.
     fn warn(&mut self, message: &str);
 }
@@ -93,12 +102,24 @@ impl Host for Wit {
                     input: query.input,
                 }
             }
+            wit::Event::Update(update) => {
+                return Answer::Update {
+                    id: update.id,
+                    name: update.name,
+                    input: update.input,
+                    validate_only: update.validate_only,
+                }
+            }
         };
         Answer::Delivered(delivered)
     }
 
     fn respond_query(&mut self, id: u64, result: Result<String, String>) {
         wit::respond_query(id, result.as_deref().map_err(String::as_str));
+    }
+
+    fn respond_update(&mut self, id: &str, result: Result<String, String>) {
+        wit::respond_update(id, result.as_deref().map_err(String::as_str));
     }
 
     fn warn(&mut self, message: &str) {
@@ -668,6 +689,8 @@ pub(crate) mod testing {
         pub calls: Vec<(Vec<u32>, Vec<String>)>,
         /// The `(id, result)` of each `respond-query` call.
         pub responses: Vec<(u64, Result<String, String>)>,
+        /// The `(id, result)` of each `respond-update` call.
+        pub update_responses: Vec<(String, Result<String, String>)>,
         pub warnings: Vec<String>,
     }
 
@@ -677,6 +700,7 @@ pub(crate) mod testing {
                 script: script.into_iter().collect(),
                 calls: Vec::new(),
                 responses: Vec::new(),
+                update_responses: Vec::new(),
                 warnings: Vec::new(),
             }
         }
@@ -705,6 +729,16 @@ pub(crate) mod testing {
             ))
         }
 
+        /// An update event with this id, name and JSON input.
+        pub fn update(id: &str, name: &str, input: &str, validate_only: bool) -> Answer {
+            Answer::Update {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                input: input.to_owned(),
+                validate_only,
+            }
+        }
+
         /// A query event with this id, name and JSON input.
         pub fn query(id: u64, name: &str, input: &str) -> Answer {
             Answer::Query {
@@ -725,6 +759,10 @@ pub(crate) mod testing {
 
         fn respond_query(&mut self, id: u64, result: Result<String, String>) {
             self.responses.push((id, result));
+        }
+
+        fn respond_update(&mut self, id: &str, result: Result<String, String>) {
+            self.update_responses.push((id.to_owned(), result));
         }
 
         fn warn(&mut self, message: &str) {

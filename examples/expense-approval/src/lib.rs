@@ -8,8 +8,13 @@
 //! is back, and on replay every signal reaches the workflow at the same point.
 //!
 //! A `status` query reports where the expense stands, `{"status": "pending" |
-//! "approved" | "rejected" | "timed_out", "decided_by": <name or null>}`, while the run
-//! waits and after it has ended; answering it changes nothing in the run.
+//! "approved" | "rejected" | "timed_out", "decided_by": <name or null>, "amount": N}`,
+//! while the run waits and after it has ended; answering it changes nothing in the run.
+//!
+//! An `amend` update lets the requester correct the amount while the expense waits for
+//! a decision: `{"amount": N}`, answered with the new state. Its validator refuses a
+//! non-positive amount, and any amendment once the expense has been decided; a refused
+//! amendment leaves no trace in the run.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -60,12 +65,19 @@ impl Status {
     }
 }
 
-/// Workflow state: changed by the signal handlers and the workflow, read by the
-/// `status` query, which answers it as is.
-#[derive(Serialize, Clone, Default)]
+/// The input of the `amend` update: `{"amount": 380}`.
+#[derive(Deserialize)]
+struct Amendment {
+    amount: serde_json::Number,
+}
+
+/// Workflow state: changed by the signal handlers, the `amend` update and the
+/// workflow, read by the `status` query, which answers it as is.
+#[derive(Serialize, Clone)]
 struct State {
     status: Status,
     decided_by: Option<String>,
+    amount: serde_json::Number,
 }
 
 #[derive(Serialize)]
@@ -73,12 +85,17 @@ struct Outcome {
     expense_id: String,
     status: Status,
     decided_by: Option<String>,
+    amount: serde_json::Number,
 }
 
 fn expense_approval(ctx: &Context, expense: Expense) -> Result<Outcome, WorkflowError> {
-    // Workflow state, shared with the signal handlers and the query. The first
-    // decision stands.
-    let state: Rc<RefCell<State>> = Rc::default();
+    // Workflow state, shared with the signal handlers, the update and the query. The
+    // first decision stands.
+    let state = Rc::new(RefCell::new(State {
+        status: Status::Pending,
+        decided_by: None,
+        amount: expense.amount.clone(),
+    }));
     for (signal, status) in [("approve", Status::Approved), ("reject", Status::Rejected)] {
         let state = Rc::clone(&state);
         ctx.on_signal(signal, move |input: Decision| {
@@ -96,6 +113,29 @@ fn expense_approval(ctx: &Context, expense: Expense) -> Result<Outcome, Workflow
     ctx.query_handler("status", move |_: serde_json::Value| {
         query_state.borrow().clone()
     });
+
+    // `spool workflow update --id ID --name amend --input '{"amount": 380}'`. The
+    // validator runs before the update is journaled; the handler changes the state.
+    let (check, apply) = (Rc::clone(&state), Rc::clone(&state));
+    ctx.update_handler_with_validator(
+        "amend",
+        move |amendment: &Amendment| {
+            if check.borrow().status != Status::Pending {
+                return Err("the expense has been decided; it can no longer be amended".into());
+            }
+            match amendment.amount.as_f64() {
+                Some(amount) if amount > 0.0 => Ok(()),
+                _ => Err(format!(
+                    "the amount must be positive, got {}",
+                    amendment.amount
+                )),
+            }
+        },
+        move |amendment: Amendment| {
+            apply.borrow_mut().amount = amendment.amount;
+            Ok(apply.borrow().clone())
+        },
+    );
 
     notify(
         ctx,
@@ -116,7 +156,11 @@ fn expense_approval(ctx: &Context, expense: Expense) -> Result<Outcome, Workflow
         state.borrow_mut().status = Status::TimedOut;
     }
 
-    let State { status, decided_by } = state.borrow().clone();
+    let State {
+        status,
+        decided_by,
+        amount,
+    } = state.borrow().clone();
     notify(
         ctx,
         &expense.notify_endpoint,
@@ -125,12 +169,14 @@ fn expense_approval(ctx: &Context, expense: Expense) -> Result<Outcome, Workflow
             "expense_id": expense.expense_id,
             "requester": expense.requester,
             "decided_by": decided_by,
+            "amount": amount,
         }),
     )?;
     Ok(Outcome {
         expense_id: expense.expense_id,
         status,
         decided_by,
+        amount,
     })
 }
 

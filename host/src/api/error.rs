@@ -54,6 +54,7 @@ impl From<EngineError> for ApiError {
             EngineError::NotOpen(..) => (StatusCode::CONFLICT, "workflow_closed"),
             EngineError::QueryRejected(_) => (StatusCode::BAD_REQUEST, "query_rejected"),
             EngineError::QueryFailed(_) => (StatusCode::UNPROCESSABLE_ENTITY, "query_failed"),
+            EngineError::UpdateRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "update_rejected"),
             EngineError::Storage(_) => {
                 tracing::error!(error = %message, "storage error while serving a request");
                 return Self::new(

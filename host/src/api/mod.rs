@@ -9,7 +9,7 @@ mod views;
 
 pub use error::ApiError;
 
-use crate::engine::{Engine, EngineError, StartRequest};
+use crate::engine::{Engine, EngineError, StartRequest, UpdateOutcome, UpdateRequest};
 use crate::ids::{ModuleHash, Namespace, TypeName, WorkflowId};
 use crate::journal::{ModuleKind, RunFilter, RunStatus};
 use axum::body::Bytes;
@@ -71,6 +71,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             &format!("{ns}/workflows/{{id}}/query"),
             post(query_workflow).layer(DefaultBodyLimit::max(json_limit)),
+        )
+        .route(
+            &format!("{ns}/workflows/{{id}}/updates"),
+            post(update_workflow).layer(DefaultBodyLimit::max(json_limit)),
         )
         .route(
             &format!("{ns}/workflows/{{id}}/cancel"),
@@ -509,4 +513,53 @@ async fn query_workflow(
         .await?;
     let result = serde_json::from_str(&answer).unwrap_or(serde_json::Value::String(answer));
     Ok(Json(serde_json::json!({ "result": result })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    name: String,
+    #[serde(default)]
+    input: Option<serde_json::Value>,
+    /// Send the same id again to get the same update's answer (never a second update).
+    #[serde(default)]
+    update_id: Option<String>,
+    #[serde(default)]
+    wait_secs: Option<u64>,
+}
+
+/// 200 with the answer (`status` completed or failed), 202 if it is not answered
+/// within the wait (ask again with the update id), 422 `update_rejected` if the
+/// validator refused it.
+async fn update_workflow(
+    State(state): State<ApiState>,
+    ApiPath((ns, id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<UpdateBody>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let request = UpdateRequest {
+        name: body.name,
+        input: body.input.unwrap_or(serde_json::Value::Null).to_string(),
+        update_id: body.update_id,
+        wait: Duration::from_secs(body.wait_secs.unwrap_or(30)).min(MAX_WAIT),
+    };
+    let (update_id, outcome) = state
+        .engine
+        .update(&namespace(ns)?, &workflow_id(id)?, request)
+        .await?;
+    let (status, body) = match outcome {
+        UpdateOutcome::Completed(output) => (
+            StatusCode::OK,
+            serde_json::json!({ "update_id": update_id, "status": "completed",
+                "output": views::json_value(&output) }),
+        ),
+        UpdateOutcome::Failed(message) => (
+            StatusCode::OK,
+            serde_json::json!({ "update_id": update_id, "status": "failed", "error": message }),
+        ),
+        UpdateOutcome::Pending => (
+            StatusCode::ACCEPTED,
+            serde_json::json!({ "update_id": update_id, "status": "pending" }),
+        ),
+    };
+    Ok((status, Json(body)))
 }

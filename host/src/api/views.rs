@@ -4,7 +4,7 @@
 use crate::journal::{Event, EventKind, Failure, ModuleRecord, ParentLink, RunRecord};
 use serde::Serialize;
 
-fn json_value(text: &str) -> serde_json::Value {
+pub(crate) fn json_value(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
 }
 

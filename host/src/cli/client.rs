@@ -198,6 +198,35 @@ impl Client {
         self.send(self.http.post(url).json(&body)).await
     }
 
+    /// Sends an update and waits for its answer (asking again with the same update id
+    /// while it is pending) until `timeout` passes; returns the last answer.
+    pub async fn update(
+        &self,
+        id: &str,
+        name: &str,
+        input: Value,
+        update_id: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut update_id = update_id.map(str::to_owned);
+        loop {
+            let wait = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_secs()
+                .min(30);
+            let body = serde_json::json!({
+                "name": name, "input": input, "update_id": update_id, "wait_secs": wait,
+            });
+            let url = self.url(&format!("/workflows/{id}/updates"));
+            let answer = self.send(self.http.post(url).json(&body)).await?;
+            if answer["status"] != "pending" || tokio::time::Instant::now() >= deadline {
+                return Ok(answer);
+            }
+            update_id = answer["update_id"].as_str().map(str::to_owned);
+        }
+    }
+
     pub async fn describe(&self, id: &str) -> Result<Value, ClientError> {
         self.send(self.http.get(self.url(&format!("/workflows/{id}"))))
             .await

@@ -171,6 +171,24 @@ enum WorkflowCommand {
         #[arg(long, default_value = "null")]
         input: String,
     },
+    /// Send an update (a request the workflow handles and answers) and wait for the
+    /// answer. Exit 1 if the workflow rejected or failed it, 2 if it is still pending.
+    Update {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// JSON input of the update.
+        #[arg(long, default_value = "null")]
+        input: String,
+        /// Repeat an earlier update's id to wait for its answer again (it is never
+        /// applied twice).
+        #[arg(long)]
+        update_id: Option<String>,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Show a workflow's newest run.
     Describe {
         #[arg(long)]
@@ -387,6 +405,32 @@ async fn workflow_command(
         WorkflowCommand::Query { id, name, input } => {
             let input = parse_json("--input", &input)?;
             print_json(&client.query(&id, &name, input).await?["result"]);
+        }
+        WorkflowCommand::Update {
+            id,
+            name,
+            input,
+            update_id,
+            timeout,
+        } => {
+            let input = parse_json("--input", &input)?;
+            let timeout = Duration::from_secs(timeout);
+            let answer = client
+                .update(&id, &name, input, update_id.as_deref(), timeout)
+                .await?;
+            let update_id = answer["update_id"].as_str().unwrap_or("?");
+            match answer["status"].as_str() {
+                Some("completed") => print_json(&answer["output"]),
+                Some("failed") => {
+                    let error = answer["error"].as_str().unwrap_or("?");
+                    eprintln!("update {update_id} failed: {error}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                _ => {
+                    eprintln!("update {update_id} is accepted but not answered yet; ask again with --update-id {update_id}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
         }
         WorkflowCommand::Terminate { id, reason } => {
             client.stop(&id, "terminate", reason.as_deref()).await?;

@@ -9,6 +9,7 @@
 mod activity_task;
 mod driver;
 pub mod replay;
+mod update;
 
 use crate::activity::ActivityExecutor;
 use crate::clock::SharedClock;
@@ -19,7 +20,7 @@ use crate::journal::{
 };
 use crate::runtime::bindings::WorkflowPre;
 use crate::runtime::{ModuleError, Runtime, Sandbox};
-use driver::RunHost;
+use driver::{Question, RunHost};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -29,6 +30,7 @@ use tokio::sync::oneshot;
 use wasmtime::component::Linker;
 
 pub use replay::NonDeterminism;
+pub use update::{UpdateOutcome, UpdateRequest};
 
 /// Whether a run's signal inbox may hold signals no driver has seen.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,6 +97,9 @@ pub enum EngineError {
     /// The run could not be replayed to answer (a trap, non-determinism, no handler).
     #[error("{0}")]
     QueryFailed(String),
+    /// The workflow's validator refused the update; nothing was journaled.
+    #[error("the workflow rejected the update: {0}")]
+    UpdateRejected(String),
     #[error("workflow {0} is {1}: its run is closed")]
     NotOpen(WorkflowId, &'static str),
     /// Retry later.
@@ -137,7 +142,8 @@ pub(crate) struct Inner {
     pres: Mutex<HashMap<(Namespace, ModuleHash), RunPre>>,
     /// Runs whose driver is running (at most one per run), with the driver's inbox.
     live: Mutex<HashMap<RunId, tokio::sync::mpsc::Sender<driver::RunMsg>>>,
-    /// Callers waiting for a run to close.
+    /// Callers waiting for a run to close or to answer an update. They are woken for
+    /// either and check again what they wait for.
     waiters: Mutex<HashMap<RunId, Vec<oneshot::Sender<()>>>>,
 }
 
@@ -443,6 +449,21 @@ impl Engine {
         input: &str,
     ) -> EngineResult<RunRecord> {
         self.check_payload(input)?;
+        let signal = EventKind::SignalReceived {
+            name: name.to_owned(),
+            input: input.to_owned(),
+        };
+        self.deliver(namespace, workflow_id, signal).await
+    }
+
+    /// Puts `event` (a signal or an update) in the inbox of the open run of
+    /// `workflow_id` and wakes its driver; answers once it is durable.
+    async fn deliver(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+        event: EventKind,
+    ) -> EngineResult<RunRecord> {
         let run = self.describe(namespace, workflow_id).await?;
         if !run.status.is_open() {
             return Err(EngineError::NotOpen(
@@ -450,10 +471,14 @@ impl Engine {
                 run.status.as_str(),
             ));
         }
-        let signal = InboxEntry::signal(name, input, self.inner.clock.now_ms());
+        let entry = InboxEntry {
+            id: 0,
+            event: event.clone(),
+            received_at_ms: self.inner.clock.now_ms(),
+        };
         let write = Write::Signal {
             run_id: run.run_id.clone(),
-            signal,
+            signal: entry,
         };
         match journal::commit(&*self.inner.journal, write).await {
             Err(JournalError::RunClosed(_)) => {
@@ -461,8 +486,7 @@ impl Engine {
                 if now.status.is_open() && now.run_id != run.run_id {
                     // The run continued as new between the read and the write: the
                     // signal belongs to its successor.
-                    return Box::pin(self.deliver_signal(namespace, workflow_id, name, input))
-                        .await;
+                    return Box::pin(self.deliver(namespace, workflow_id, event)).await;
                 }
                 return Err(EngineError::NotOpen(
                     workflow_id.clone(),
@@ -490,8 +514,11 @@ impl Engine {
         let run = self.describe(namespace, workflow_id).await?;
         let events = self.inner.journal.events(&run.run_id).await?;
         let limit = self.inner.config.max_payload_bytes;
-        match driver::answer_query(self.inner.clone(), run, events, name.into(), input.into()).await
-        {
+        let question = Question::Query {
+            name: name.into(),
+            input: input.into(),
+        };
+        match driver::answer_query(self.inner.clone(), run, events, question).await {
             Ok(Ok(answer)) if answer.len() > limit => Err(EngineError::QueryFailed(format!(
                 "the answer of {} bytes exceeds the limit of {limit}",
                 answer.len()
@@ -552,7 +579,7 @@ impl Engine {
                     }
                     let result = self.terminate_without_driver(&run, reason).await;
                     self.inner.release(&run.run_id);
-                    self.inner.notify_closed(&run.run_id);
+                    self.inner.notify_waiters(&run.run_id);
                     tokio::spawn(self.inner.clone().after_close(run.run_id.clone()));
                     result
                 }
@@ -726,7 +753,7 @@ impl Inner {
             let run_id = run.run_id.clone();
             driver::drive(inner.clone(), run, events, (outbox, inbox), inbox_state).await;
             inner.release(&run_id);
-            inner.notify_closed(&run_id);
+            inner.notify_waiters(&run_id);
             inner.after_close(run_id).await;
         });
         true
@@ -865,7 +892,8 @@ impl Inner {
         }
     }
 
-    fn notify_closed(&self, run_id: &RunId) {
+    /// Wakes the callers waiting on a run: it closed, or answered an update.
+    fn notify_waiters(&self, run_id: &RunId) {
         let waiting = self.waiters.lock().ok().and_then(|mut w| w.remove(run_id));
         for tx in waiting.into_iter().flatten() {
             let _ = tx.send(());

@@ -285,8 +285,9 @@ impl RunState {
             *slot = Some(self.completions.len());
             self.completions.push(index);
             self.cursor.consumed.push(false);
-        } else if event.kind.signal_name().is_some() {
-            // Signals are delivered like results, in journal order, matched by name.
+        } else if event.kind.signal_name().is_some() || event.kind.received_update().is_some() {
+            // Signals are delivered like results, in journal order, matched by name;
+            // updates to whatever wait comes first.
             self.completions.push(index);
             self.cursor.consumed.push(false);
         } else if matches!(
@@ -483,7 +484,8 @@ impl RunState {
                 && (kind.completes().is_some_and(|h| handles.contains(&h))
                     || kind
                         .signal_name()
-                        .is_some_and(|n| signals.iter().any(|s| s == n)))
+                        .is_some_and(|n| signals.iter().any(|s| s == n))
+                    || kind.received_update().is_some())
         })?;
         cursor.consumed[position] = true;
         while cursor.first_unconsumed < cursor.consumed.len()
@@ -496,16 +498,29 @@ impl RunState {
         Some(event)
     }
 
-    /// Signals journaled but not delivered to the current instance, in journal order:
-    /// what a run that continues as new hands to its successor.
+    /// Signals and updates journaled but not delivered to the current instance, in
+    /// journal order: what a run that continues as new hands to its successor.
     pub fn undelivered_signals(&self) -> Vec<&Event> {
         self.completions
             .iter()
             .zip(&self.cursor.consumed)
             .filter(|(_, &used)| !used)
             .map(|(&i, _)| &self.events[i])
-            .filter(|e| e.kind.signal_name().is_some())
+            .filter(|e| e.kind.signal_name().is_some() || e.kind.received_update().is_some())
             .collect()
+    }
+
+    /// Whether the update `update_id` is in the journal, and whether it has an answer.
+    pub fn update_state(&self, update_id: &str) -> (bool, bool) {
+        let received = self
+            .events
+            .iter()
+            .any(|e| e.kind.received_update() == Some(update_id));
+        let answered = self
+            .events
+            .iter()
+            .any(|e| e.kind.answered_update() == Some(update_id));
+        (received, answered)
     }
 
     /// Fails when the guest finished while journaled commands remain unissued: the

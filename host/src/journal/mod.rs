@@ -73,6 +73,24 @@ pub enum EventKind {
         name: String,
         input: String,
     },
+    /// An update, moved from the run's inbox into its journal like a signal; its
+    /// validator accepted it before it was put in the inbox.
+    UpdateReceived {
+        update_id: String,
+        name: String,
+        input: String,
+    },
+    /// The workflow's answer to an update.
+    UpdateCompleted {
+        update_id: String,
+        output: String,
+    },
+    /// The workflow's handler failed the update, or its validator rejected it on
+    /// delivery (the workflow's state changed since it was accepted).
+    UpdateFailed {
+        update_id: String,
+        message: String,
+    },
     /// A command: start a child workflow. The child run is created in the same
     /// transaction that journals this event, unless its id is taken (then the handle
     /// fails at once).
@@ -125,6 +143,9 @@ impl EventKind {
             EventKind::ActivityFailed { .. } => "activity_failed",
             EventKind::TimerFired { .. } => "timer_fired",
             EventKind::SignalReceived { .. } => "signal_received",
+            EventKind::UpdateReceived { .. } => "update_received",
+            EventKind::UpdateCompleted { .. } => "update_completed",
+            EventKind::UpdateFailed { .. } => "update_failed",
             EventKind::ChildScheduled { .. } => "child_scheduled",
             EventKind::ChildCompleted { .. } => "child_completed",
             EventKind::ChildFailed { .. } => "child_failed",
@@ -151,6 +172,23 @@ impl EventKind {
     pub fn signal_name(&self) -> Option<&str> {
         match self {
             EventKind::SignalReceived { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// For `update_received`, the update's id.
+    pub fn received_update(&self) -> Option<&str> {
+        match self {
+            EventKind::UpdateReceived { update_id, .. } => Some(update_id),
+            _ => None,
+        }
+    }
+
+    /// For the answer to an update, the update's id.
+    pub fn answered_update(&self) -> Option<&str> {
+        match self {
+            EventKind::UpdateCompleted { update_id, .. }
+            | EventKind::UpdateFailed { update_id, .. } => Some(update_id),
             _ => None,
         }
     }
@@ -432,7 +470,8 @@ pub struct ModuleRecord {
 pub struct InboxEntry {
     /// Arrival order; assigned by the journal (0 before it is stored).
     pub id: i64,
-    /// The event to journal: `signal_received`, `child_completed` or `child_failed`.
+    /// The event to journal: `signal_received`, `update_received`, `child_completed` or
+    /// `child_failed`.
     pub event: EventKind,
     pub received_at_ms: EpochMs,
 }

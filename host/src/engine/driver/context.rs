@@ -1,7 +1,7 @@
 //! The `context` interface as the guest calls it: each host function, and the
 //! conversions between WIT types and the journal's.
 
-use super::{abort, Abort, Received, RunHost, MAX_RANDOM_BYTES};
+use super::{abort, Abort, Question, Received, RunHost, MAX_RANDOM_BYTES};
 
 /// A query instance answers exactly one query.
 const QUERY_ID: u64 = 1;
@@ -151,6 +151,16 @@ impl wit::Host for RunHost {
                     EventKind::SignalReceived { name, input } => {
                         wit::Event::Signal(wit::SignalReceived { name, input })
                     }
+                    EventKind::UpdateReceived {
+                        update_id,
+                        name,
+                        input,
+                    } => wit::Event::Update(wit::UpdateRequest {
+                        id: update_id,
+                        name,
+                        input,
+                        validate_only: false,
+                    }),
                     other => unreachable!("next_completion returned {}", other.type_name()),
                 });
             }
@@ -163,11 +173,23 @@ impl wit::Host for RunHost {
                 query.asked = true;
                 // The handler gets a fresh budget, like any activation.
                 self.new_activation = true;
-                return Ok(wit::Event::Query(wit::QueryRequest {
-                    id: QUERY_ID,
-                    name: query.name.clone(),
-                    input: query.input.clone(),
-                }));
+                return Ok(match query.question.clone() {
+                    Question::Query { name, input } => wit::Event::Query(wit::QueryRequest {
+                        id: QUERY_ID,
+                        name,
+                        input,
+                    }),
+                    Question::ValidateUpdate {
+                        update_id,
+                        name,
+                        input,
+                    } => wit::Event::Update(wit::UpdateRequest {
+                        id: update_id,
+                        name,
+                        input,
+                        validate_only: true,
+                    }),
+                });
             }
             // Nothing journaled is left for this wait: the instance is live from here on.
             self.caught_up = true;
@@ -215,10 +237,57 @@ impl wit::Host for RunHost {
     ) -> wasmtime::Result<()> {
         // Outside a query instance (or for another id) there is nobody to answer.
         if let Some(query) = &mut self.query {
-            if id == QUERY_ID && query.answer.is_none() {
+            if id == QUERY_ID
+                && query.answer.is_none()
+                && matches!(query.question, Question::Query { .. })
+            {
                 query.answer = Some(answer);
             }
         }
+        Ok(())
+    }
+
+    async fn respond_update(
+        &mut self,
+        id: String,
+        answer: Result<String, String>,
+    ) -> wasmtime::Result<()> {
+        if let Some(query) = &mut self.query {
+            // A throwaway instance journals nothing; it takes only the validation it
+            // asked for (answers to journaled updates it replays are old news).
+            if let Question::ValidateUpdate { update_id, .. } = &query.question {
+                if *update_id == id && query.answer.is_none() {
+                    query.answer = Some(answer);
+                }
+            }
+            return Ok(());
+        }
+        match self.state.update_state(&id) {
+            // Replaying an answer the journal holds, or answering an update that never
+            // came: nothing to record.
+            (_, true) | (false, _) => return Ok(()),
+            (true, false) => {}
+        }
+        let kind = match answer {
+            Ok(output) => {
+                self.check_payload("update output", &output)?;
+                if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&output) {
+                    return Err(abort(Abort::InvalidPayload(format!(
+                        "update output is not JSON: {e}"
+                    ))));
+                }
+                EventKind::UpdateCompleted {
+                    update_id: id,
+                    output,
+                }
+            }
+            Err(message) => EventKind::UpdateFailed {
+                update_id: id,
+                message: message.chars().take(4_096).collect(),
+            },
+        };
+        let event = self.state.record(kind, self.inner.clock.now_ms());
+        self.pending.push(event);
         Ok(())
     }
 

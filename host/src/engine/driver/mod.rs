@@ -272,10 +272,22 @@ async fn new_instance(mut host: RunHost) -> Result<Instance, (String, RunHost)> 
     Ok((store, pre, output, start.input))
 }
 
-/// A query being answered by a throwaway instance.
+/// What a throwaway instance is built to ask the workflow.
+#[derive(Clone, Debug)]
+pub enum Question {
+    /// A query: answered by the query handler.
+    Query { name: String, input: String },
+    /// Whether an update would be accepted: answered by its validator alone.
+    ValidateUpdate {
+        update_id: String,
+        name: String,
+        input: String,
+    },
+}
+
+/// A question being answered by a throwaway instance.
 pub(super) struct QueryState {
-    name: String,
-    input: String,
+    question: Question,
     asked: bool,
     answer: Option<Result<String, String>>,
 }
@@ -287,6 +299,9 @@ pub enum QueryError {
     Replay(String),
     #[error("the workflow did not answer the query")]
     NoAnswer,
+    /// A validation found the run at its end: it takes no more updates.
+    #[error("the run has ended")]
+    Ended,
 }
 
 /// Answers a query by replaying the run in a fresh instance that is dropped afterwards,
@@ -297,16 +312,14 @@ pub(super) async fn answer_query(
     inner: Arc<Inner>,
     run: RunRecord,
     events: Vec<Event>,
-    name: String,
-    input: String,
+    question: Question,
 ) -> Result<Result<String, String>, QueryError> {
     let state = RunState::new(events).map_err(|e| QueryError::Replay(e.to_string()))?;
     let (outbox, inbox) = mpsc::channel(1);
     let host = RunHost::new(inner, run, state, (outbox, inbox));
     let host = RunHost {
         query: Some(QueryState {
-            name: name.clone(),
-            input: input.clone(),
+            question: question.clone(),
             asked: false,
             answer: None,
         }),
@@ -330,11 +343,15 @@ pub(super) async fn answer_query(
         return Ok(answer);
     }
     match returned {
-        // The run replayed to its end: ask through the export.
-        Ok(_) => workflow
-            .call_query(&mut store, &name, &input)
-            .await
-            .map_err(|e| QueryError::Replay(format!("{e:#}"))),
+        // The run replayed to its end: ask a query through the export; an update is
+        // too late.
+        Ok(_) => match question {
+            Question::Query { name, input } => workflow
+                .call_query(&mut store, &name, &input)
+                .await
+                .map_err(|e| QueryError::Replay(format!("{e:#}"))),
+            Question::ValidateUpdate { .. } => Err(QueryError::Ended),
+        },
         // The guest waited again without answering.
         Err(error) if matches!(error.downcast_ref::<Abort>(), Some(Abort::QueryAnswered)) => {
             Err(QueryError::NoAnswer)
@@ -498,10 +515,17 @@ impl RunHost {
         let starts_children = events
             .iter()
             .any(|e| matches!(e.kind, EventKind::ChildScheduled { .. }));
+        let answers_updates = events.iter().any(|e| e.kind.answered_update().is_some());
         let results_before = self.state.next_seq();
         let ticket = self.submit(events, None, None).await;
         self.unconfirmed.push(ticket);
         self.start_effects(commands);
+        if answers_updates {
+            // Callers wait for the answer: commit it now and tell them.
+            let ticket = Box::pin(std::future::ready(Ok(())));
+            self.confirm(ticket).await?;
+            self.inner.notify_waiters(self.run_id());
+        }
         if !starts_children {
             return Ok(false);
         }
