@@ -12,4 +12,5 @@ exec target/release/spool server start-dev \
     --module onboarding=target/guests/onboarding.wasm \
     --module expense-approval=target/guests/expense-approval.wasm \
     --module continuous=target/guests/continuous.wasm \
+    --module team-onboarding=target/guests/team-onboarding.wasm \
     "$@"

@@ -228,3 +228,68 @@ fn a_parent_and_its_child_survive_sigkill_and_the_child_starts_once() {
     let runs = describe(&server, "kid-slow")["runs"].clone();
     assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
 }
+
+/// The child-workflows example: one `onboarding` child per member, collected as they
+/// finish; the children link to the team's run and each sent its emails once.
+#[test]
+fn the_team_onboarding_example_onboards_every_member_through_a_child() {
+    let dir = tempdir();
+    let sink = common::Sink::start();
+    let onboarding = format!("onboarding={}", guest("onboarding").display());
+    let team = format!("team-onboarding={}", guest("team-onboarding").display());
+    let server = Server::start(dir.path(), &["--module", &onboarding, "--module", &team]);
+    let input = json!({
+        "team": "apollo", "members": ["ada", "grace", "alan"],
+        "email_endpoint": sink.url, "follow_up_secs": 1,
+    })
+    .to_string();
+    server.cli_ok(&[
+        "workflow",
+        "start",
+        "--type",
+        "team-onboarding",
+        "--id",
+        "team-apollo",
+        "--input",
+        &input,
+    ]);
+    let progress = server.cli_json(&[
+        "workflow",
+        "query",
+        "--id",
+        "team-apollo",
+        "--name",
+        "progress",
+    ]);
+    assert!(progress["pending"].is_array(), "{progress}");
+
+    let output = server.cli_json(&[
+        "workflow",
+        "result",
+        "--id",
+        "team-apollo",
+        "--timeout",
+        "30",
+    ]);
+    let mut onboarded: Vec<&str> = output["onboarded"]
+        .as_array()
+        .expect("onboarded")
+        .iter()
+        .map(|m| m.as_str().expect("member"))
+        .collect();
+    onboarded.sort();
+    assert_eq!(onboarded, ["ada", "alan", "grace"], "{output}");
+    assert_eq!(output["failed"], json!([]));
+    assert_eq!(output["pending"], json!([]));
+
+    let children = server.cli_json(&["workflow", "list", "--parent", "team-apollo"]);
+    let children = children["workflows"].as_array().expect("workflows");
+    assert_eq!(children.len(), 3);
+    for child in children {
+        assert_eq!(child["workflow_type"], "onboarding");
+        assert_eq!(child["status"], "completed");
+        assert_eq!(child["parent"]["workflow_id"], "team-apollo");
+    }
+    assert_eq!(sink.count("welcome"), 3);
+    assert_eq!(sink.count("follow-up"), 3);
+}
