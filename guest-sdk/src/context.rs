@@ -66,6 +66,10 @@ impl Context {
             input: Ok("null".to_owned()),
             retry: None,
             start_to_close: None,
+            schedule_to_close: None,
+            schedule_to_start: None,
+            heartbeat: None,
+            task_queue: None,
             cancel: Rc::clone(&self.cancel),
         }
     }
@@ -425,6 +429,10 @@ pub struct ActivityBuilder {
     input: Result<String, serde_json::Error>,
     retry: Option<RetryPolicy>,
     start_to_close: Option<Duration>,
+    schedule_to_close: Option<Duration>,
+    schedule_to_start: Option<Duration>,
+    heartbeat: Option<Duration>,
+    task_queue: Option<String>,
     cancel: Rc<Cancellation>,
 }
 
@@ -484,6 +492,55 @@ impl ActivityBuilder {
         self
     }
 
+    /// Bounds the whole activity, every attempt and the waits between them included:
+    /// when it passes, the activity fails with kind
+    /// [`Timeout`](crate::FailureKind::Timeout) (type `"schedule_to_close_timeout"`),
+    /// however many attempts the retry policy has left.
+    pub fn schedule_to_close(mut self, timeout: Duration) -> Self {
+        self.schedule_to_close = Some(timeout);
+        self
+    }
+
+    /// Bounds how long an attempt may wait in its task queue before a worker takes it
+    /// (type `"schedule_to_start_timeout"`; not retried: another attempt would wait in
+    /// the same queue). Only meaningful with [`task_queue`](ActivityBuilder::task_queue).
+    pub fn schedule_to_start(mut self, timeout: Duration) -> Self {
+        self.schedule_to_start = Some(timeout);
+        self
+    }
+
+    /// Requires the activity to heartbeat at least this often: an attempt that goes
+    /// longer without one fails with kind [`Timeout`](crate::FailureKind::Timeout)
+    /// (type `"heartbeat_timeout"`) and is retried per the policy, and the next attempt
+    /// gets the details of the last heartbeat. Lets a dead worker be noticed long
+    /// before the start-to-close timeout.
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.heartbeat = Some(timeout);
+        self
+    }
+
+    /// Runs the activity on a remote worker that polls task queue `queue` through the
+    /// HTTP API (any language; see `workers/python/spool_worker.py`), rather than in
+    /// the host. The name passed to [`Context::activity`] tells the worker what to do.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// # fn f(ctx: &spool_sdk::Context) -> Result<(), spool_sdk::ActivityError> {
+    /// let label: String = ctx
+    ///     .activity("shipping.print_label")
+    ///     .task_queue("warehouse")
+    ///     .input(&"order-17")
+    ///     .heartbeat_timeout(Duration::from_secs(30))
+    ///     .call()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn task_queue(mut self, queue: impl Into<String>) -> Self {
+        self.task_queue = Some(queue.into());
+        self
+    }
+
     /// Starts the activity and returns its handle at once, so that several activities
     /// can run at the same time.
     ///
@@ -499,7 +556,7 @@ impl ActivityBuilder {
         let options = self.options();
         match self.input {
             Ok(input) => {
-                let handle = wit::start_activity(&self.name, &input, options);
+                let handle = wit::start_activity(&self.name, &input, &options);
                 ActivityHandle::pending(self.name, handle, self.cancel)
             }
             Err(e) => {
@@ -532,6 +589,10 @@ impl ActivityBuilder {
         wit::ActivityOptions {
             retry: self.retry.as_ref().map(RetryPolicy::to_wit),
             start_to_close_timeout_ms: self.start_to_close.map(duration_to_ms),
+            schedule_to_close_timeout_ms: self.schedule_to_close.map(duration_to_ms),
+            schedule_to_start_timeout_ms: self.schedule_to_start.map(duration_to_ms),
+            heartbeat_timeout_ms: self.heartbeat.map(duration_to_ms),
+            task_queue: self.task_queue.clone(),
         }
     }
 }

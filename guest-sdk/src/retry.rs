@@ -41,6 +41,7 @@ pub struct RetryPolicy {
     backoff_coefficient: f64,
     maximum_interval: Duration,
     maximum_attempts: u32,
+    non_retryable_error_types: Vec<String>,
 }
 
 impl Default for RetryPolicy {
@@ -59,6 +60,7 @@ impl Default for RetryPolicy {
             backoff_coefficient: 2.0,
             maximum_interval: Duration::from_secs(60),
             maximum_attempts: 5,
+            non_retryable_error_types: Vec::new(),
         }
     }
 }
@@ -145,6 +147,28 @@ impl RetryPolicy {
         self
     }
 
+    /// Marks failures with this error type as final: the host does not retry them,
+    /// whatever attempts are left. For errors the activity itself cannot know are
+    /// final (an activity can also fail with `non_retryable` set).
+    ///
+    /// ```
+    /// use spool_sdk::RetryPolicy;
+    ///
+    /// let policy = RetryPolicy::new()
+    ///     .non_retryable_error_type("card_declined")
+    ///     .non_retryable_error_type("http_status");
+    /// assert_eq!(policy.get_non_retryable_error_types(), ["card_declined", "http_status"]);
+    /// ```
+    pub fn non_retryable_error_type(mut self, error_type: impl Into<String>) -> Self {
+        self.non_retryable_error_types.push(error_type.into());
+        self
+    }
+
+    /// The error types that are never retried.
+    pub fn get_non_retryable_error_types(&self) -> &[String] {
+        &self.non_retryable_error_types
+    }
+
     /// The delay before the second attempt.
     ///
     /// ```
@@ -197,6 +221,7 @@ impl RetryPolicy {
             backoff_coefficient: self.backoff_coefficient,
             maximum_interval_ms: duration_to_ms(self.maximum_interval),
             maximum_attempts: self.maximum_attempts,
+            non_retryable_error_types: self.non_retryable_error_types.clone(),
         }
     }
 }

@@ -381,6 +381,12 @@ impl Journal for FailFirstResult {
     ) -> journal::JournalResult<Vec<journal::RunRecord>> {
         self.inner.children(r).await
     }
+    async fn attempts(
+        &self,
+        r: &spool::ids::RunId,
+    ) -> journal::JournalResult<Vec<journal::AttemptRecord>> {
+        self.inner.attempts(r).await
+    }
 }
 
 /// Regression: a result whose commit failed was still handed to the guest on the retry,

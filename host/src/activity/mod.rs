@@ -4,6 +4,7 @@
 
 mod builtin;
 mod component;
+pub mod task_queue;
 
 pub use builtin::is_builtin;
 
@@ -60,6 +61,7 @@ pub struct ActivityExecutor {
     http: reqwest::Client,
     allow: Arc<HttpAllowList>,
     max_payload_bytes: usize,
+    task_queues: task_queue::TaskQueues,
 }
 
 impl ActivityExecutor {
@@ -81,7 +83,13 @@ impl ActivityExecutor {
             http,
             allow: Arc::new(allow),
             max_payload_bytes,
+            task_queues: task_queue::TaskQueues::default(),
         })
+    }
+
+    /// The queues through which remote workers take activity attempts.
+    pub fn task_queues(&self) -> &task_queue::TaskQueues {
+        &self.task_queues
     }
 
     /// Compiles and type-checks an activity component for upload.

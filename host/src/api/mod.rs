@@ -5,6 +5,7 @@
 //! not sent.
 
 mod error;
+mod tasks;
 mod views;
 
 pub use error::ApiError;
@@ -87,6 +88,22 @@ pub fn router(state: ApiState) -> Router {
         .route(
             &format!("{ns}/workflows/{{id}}/signal-with-start"),
             post(signal_with_start).layer(DefaultBodyLimit::max(json_limit)),
+        )
+        .route(
+            &format!("{ns}/task-queues/{{queue}}/poll"),
+            post(tasks::poll),
+        )
+        .route(
+            &format!("{ns}/tasks/{{token}}/heartbeat"),
+            post(tasks::heartbeat).layer(DefaultBodyLimit::max(json_limit)),
+        )
+        .route(
+            &format!("{ns}/tasks/{{token}}/complete"),
+            post(tasks::complete).layer(DefaultBodyLimit::max(json_limit)),
+        )
+        .route(
+            &format!("{ns}/tasks/{{token}}/fail"),
+            post(tasks::fail).layer(DefaultBodyLimit::max(json_limit)),
         )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
@@ -347,12 +364,28 @@ async fn workflow_history(
     State(state): State<ApiState>,
     ApiPath((ns, id)): ApiPath<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let events = state
+    let (namespace, workflow_id) = (namespace(ns)?, workflow_id(id)?);
+    let events = state.engine.history(&namespace, &workflow_id).await?;
+    let attempts = state
         .engine
-        .history(&namespace(ns)?, &workflow_id(id)?)
+        .failed_attempts(&namespace, &workflow_id)
         .await?;
     let events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
-    Ok(Json(serde_json::json!({ "events": events })))
+    // Failed activity attempts: not part of the journal's events (replay never sees
+    // them), shown beside them.
+    let attempts: Vec<serde_json::Value> = attempts
+        .into_iter()
+        .map(|a| {
+            serde_json::json!({
+                "activity_handle": a.handle.0, "attempt": a.attempt,
+                "started_at_ms": a.started_at_ms, "ended_at_ms": a.ended_at_ms,
+                "failure": a.failure,
+            })
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "events": events, "failed_attempts": attempts }),
+    ))
 }
 
 #[derive(Deserialize)]

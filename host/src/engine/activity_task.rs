@@ -1,48 +1,266 @@
-//! One activity, from first attempt to final outcome: attempts bounded by the
-//! start-to-close timeout, retried with backoff per the retry policy.
+//! One activity, from first attempt to final outcome: attempts bounded by their
+//! timeouts, retried with backoff per the retry policy, run in the host or handed to a
+//! remote worker through a task queue.
+//!
+//! Timeouts, all measured on the host's clock:
+//! - start-to-close bounds one attempt from its start (for a queued attempt, from the
+//!   moment a worker takes it);
+//! - heartbeat bounds the gap between a queued attempt's heartbeats;
+//! - schedule-to-start bounds a queued attempt's wait for a worker (not retried:
+//!   another attempt would wait in the same queue);
+//! - schedule-to-close bounds the whole activity, backoff included (final).
+//!
+//! Each failed attempt is recorded in the journal's attempt log, for operators; the log
+//! is not part of replay. After a restart the attempt count goes on from the log.
 
+use crate::activity::task_queue::{Report, Task};
 use crate::activity::ActivityExecutor;
-use crate::clock::Clock;
-use crate::ids::Namespace;
-use crate::journal::{ActivityOptions, Failure, FailureKind};
+use crate::clock::{Clock, EpochMs};
+use crate::ids::{Handle, Namespace, RunId, WorkflowId};
+use crate::journal::{ActivityOptions, AttemptRecord, Failure, FailureKind, Journal, Write};
+use std::sync::atomic::Ordering;
 
-/// Runs attempts until one succeeds, one fails for good, or the policy is exhausted.
-/// Returns the outcome and the number of attempts made.
-pub(super) async fn run_with_retries(
-    executor: &ActivityExecutor,
-    clock: &dyn Clock,
-    namespace: &Namespace,
-    name: &str,
-    input: &str,
-    options: &ActivityOptions,
-) -> (Result<String, Failure>, u32) {
-    let mut attempt = 1;
+/// Everything an activity's attempts need to know.
+pub(super) struct Activity<'a> {
+    pub executor: &'a ActivityExecutor,
+    pub clock: &'a dyn Clock,
+    pub journal: &'a dyn Journal,
+    pub namespace: &'a Namespace,
+    pub workflow_id: &'a WorkflowId,
+    pub run_id: &'a RunId,
+    pub handle: Handle,
+    pub name: &'a str,
+    pub input: &'a str,
+    pub options: &'a ActivityOptions,
+    /// When the activity was scheduled: the start of its schedule-to-close budget.
+    pub scheduled_at_ms: EpochMs,
+    /// Attempts made before (by earlier processes); the next one is `previous + 1`.
+    pub previous_attempts: u32,
+}
+
+/// Runs attempts until one succeeds, one fails for good, the policy is exhausted or
+/// the schedule-to-close timeout passes. Returns the outcome and the attempts made.
+pub(super) async fn run_with_retries(activity: Activity<'_>) -> (Result<String, Failure>, u32) {
+    let options = activity.options;
+    let clock = activity.clock;
+    let whole_deadline = options
+        .schedule_to_close_timeout_ms
+        .map(|t| activity.scheduled_at_ms.saturating_add(t));
+    let whole_timeout = || {
+        Failure::new(
+            FailureKind::Timeout,
+            "schedule_to_close_timeout",
+            format!(
+                "the activity did not finish within its schedule-to-close timeout of {} ms",
+                options.schedule_to_close_timeout_ms.unwrap_or_default()
+            ),
+        )
+        .non_retryable()
+    };
+    let mut attempt = activity.previous_attempts + 1;
+    let mut details = None;
     loop {
-        let deadline = clock
-            .now_ms()
-            .saturating_add(options.start_to_close_timeout_ms);
+        let started_at_ms = clock.now_ms();
         let outcome = tokio::select! {
-            outcome = executor.execute(namespace, name, input) => outcome,
-            () = clock.sleep_until(deadline) => Err(Failure::new(
-                FailureKind::Timeout,
-                "start_to_close_timeout",
-                format!("attempt {attempt} did not finish within {} ms", options.start_to_close_timeout_ms),
-            )),
+            outcome = one_attempt(&activity, attempt, &mut details) => outcome,
+            () = sleep_until(clock, whole_deadline) => Err(whole_timeout()),
         };
         let failure = match outcome {
             Ok(output) => return (Ok(output), attempt),
             Err(failure) => failure,
         };
-        if failure.non_retryable || failure.kind == FailureKind::UnknownActivity {
+        record_attempt(&activity, attempt, started_at_ms, &failure).await;
+        if options.retry.is_final(&failure) {
             return (Err(failure), attempt);
         }
         let Some(delay_ms) = options.retry.delay_before(attempt + 1) else {
             return (Err(failure), attempt);
         };
-        tracing::debug!(activity = name, attempt, delay_ms, error = %failure.message, "activity attempt failed; retrying");
-        clock
-            .sleep_until(clock.now_ms().saturating_add(delay_ms))
-            .await;
+        let retry_at = clock.now_ms().saturating_add(delay_ms);
+        if whole_deadline.is_some_and(|d| retry_at >= d) {
+            // The next attempt could not start in time: say so, with the last error.
+            let mut timeout = whole_timeout();
+            timeout.message = format!("{} (last attempt: {})", timeout.message, failure.message);
+            return (Err(timeout), attempt);
+        }
+        tracing::debug!(activity = activity.name, attempt, delay_ms, error = %failure.message, "activity attempt failed; retrying");
+        clock.sleep_until(retry_at).await;
         attempt += 1;
     }
+}
+
+/// One attempt, in the host or on a worker. `details` carries the last heartbeat's
+/// details from attempt to attempt.
+async fn one_attempt(
+    activity: &Activity<'_>,
+    attempt: u32,
+    details: &mut Option<String>,
+) -> Result<String, Failure> {
+    let options = activity.options;
+    let Some(queue) = &options.task_queue else {
+        let deadline = activity
+            .clock
+            .now_ms()
+            .saturating_add(options.start_to_close_timeout_ms);
+        return tokio::select! {
+            outcome = activity.executor.execute(activity.namespace, activity.name, activity.input) => outcome,
+            () = activity.clock.sleep_until(deadline) => Err(start_to_close_timeout(attempt, options)),
+        };
+    };
+    remote_attempt(activity, queue, attempt, details).await
+}
+
+/// An attempt handed to a worker of `queue`: queued, taken, heartbeated, reported.
+async fn remote_attempt(
+    activity: &Activity<'_>,
+    queue: &str,
+    attempt: u32,
+    details: &mut Option<String>,
+) -> Result<String, Failure> {
+    let (options, clock) = (activity.options, activity.clock);
+    let queues = activity.executor.task_queues();
+    let task = Task {
+        task_token: String::new(),
+        activity: activity.name.to_owned(),
+        input: activity.input.to_owned(),
+        attempt,
+        heartbeat_details: details.clone(),
+        workflow_id: activity.workflow_id.0.clone(),
+        run_id: activity.run_id.0.clone(),
+        activity_handle: activity.handle.0,
+        heartbeat_timeout_ms: options.heartbeat_timeout_ms,
+        start_to_close_timeout_ms: options.start_to_close_timeout_ms,
+    };
+    let mut dispatched = queues.dispatch(activity.namespace, queue, task);
+    // However the attempt ends (a timeout here, the run cancelling it, the task being
+    // dropped), the worker's token dies with it.
+    let _revoke = Revoke {
+        queues,
+        token: dispatched.token.clone(),
+    };
+    let _cancel_on_drop = CancelOnDrop(dispatched.cancel.clone());
+
+    let start_deadline = options
+        .schedule_to_start_timeout_ms
+        .map(|t| clock.now_ms().saturating_add(t));
+    tokio::select! {
+        report = dispatched.reports.recv() => match report {
+            Some(Report::Started) => {}
+            other => return Err(lost(other)),
+        },
+        () = sleep_until(clock, start_deadline) => {
+            return Err(Failure::new(
+                FailureKind::Timeout,
+                "schedule_to_start_timeout",
+                format!(
+                    "no worker of task queue {queue:?} took attempt {attempt} within {} ms",
+                    options.schedule_to_start_timeout_ms.unwrap_or_default()
+                ),
+            )
+            .non_retryable());
+        }
+    }
+
+    let close_deadline = clock
+        .now_ms()
+        .saturating_add(options.start_to_close_timeout_ms);
+    let heartbeat_due = |now: EpochMs| options.heartbeat_timeout_ms.map(|t| now.saturating_add(t));
+    let mut heartbeat_deadline = heartbeat_due(clock.now_ms());
+    loop {
+        tokio::select! {
+            report = dispatched.reports.recv() => match report {
+                Some(Report::Heartbeat(new_details)) => {
+                    if new_details.is_some() {
+                        *details = new_details;
+                    }
+                    heartbeat_deadline = heartbeat_due(clock.now_ms());
+                }
+                Some(Report::Completed(output)) => return Ok(output),
+                Some(Report::Failed(failure)) => return Err(failure),
+                other => return Err(lost(other)),
+            },
+            () = clock.sleep_until(close_deadline) => {
+                return Err(start_to_close_timeout(attempt, options));
+            }
+            () = sleep_until(clock, heartbeat_deadline) => {
+                return Err(Failure::new(
+                    FailureKind::Timeout,
+                    "heartbeat_timeout",
+                    format!(
+                        "attempt {attempt} sent no heartbeat for {} ms; its worker is presumed dead",
+                        options.heartbeat_timeout_ms.unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn start_to_close_timeout(attempt: u32, options: &ActivityOptions) -> Failure {
+    Failure::new(
+        FailureKind::Timeout,
+        "start_to_close_timeout",
+        format!(
+            "attempt {attempt} did not finish within {} ms",
+            options.start_to_close_timeout_ms
+        ),
+    )
+}
+
+/// A report stream that ended or said something out of turn: only a bug gets here.
+fn lost(report: Option<Report>) -> Failure {
+    Failure::new(
+        FailureKind::Application,
+        "task_lost",
+        format!("the task queue lost the attempt (last report: {report:?})"),
+    )
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(clock: &dyn Clock, deadline: Option<EpochMs>) {
+    match deadline {
+        Some(deadline) => clock.sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Revoke<'a> {
+    queues: &'a crate::activity::task_queue::TaskQueues,
+    token: String,
+}
+
+impl Drop for Revoke<'_> {
+    fn drop(&mut self) {
+        self.queues.revoke(&self.token);
+    }
+}
+
+/// An attempt dropped before its end (its run cancelled the activity, or closed) asks
+/// its worker to stop at the next heartbeat. The lease is revoked too, so it learns it
+/// as an unknown token; the flag covers a heartbeat already in flight.
+struct CancelOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Puts a failed attempt in the journal's attempt log. Not awaited: the log is for
+/// people, and the outcome does not wait for it.
+async fn record_attempt(
+    activity: &Activity<'_>,
+    attempt: u32,
+    started_at_ms: EpochMs,
+    failure: &Failure,
+) {
+    let record = AttemptRecord {
+        run_id: activity.run_id.clone(),
+        handle: activity.handle,
+        attempt,
+        started_at_ms,
+        ended_at_ms: activity.clock.now_ms(),
+        failure: failure.clone(),
+    };
+    drop(activity.journal.submit(Write::RecordAttempt(record)).await);
 }

@@ -176,6 +176,11 @@ impl Engine {
         &self.inner.journal
     }
 
+    /// The queues through which remote workers take activity attempts.
+    pub fn task_queues(&self) -> &crate::activity::task_queue::TaskQueues {
+        self.inner.activities.task_queues()
+    }
+
     /// Resumes every open run in the journal (after a restart or crash). Returns how many.
     pub async fn recover(&self) -> EngineResult<usize> {
         let runs = self.inner.journal.open_runs().await?;
@@ -335,6 +340,16 @@ impl Engine {
     ) -> EngineResult<Vec<Event>> {
         let run = self.describe(namespace, workflow_id).await?;
         Ok(self.inner.journal.events(&run.run_id).await?)
+    }
+
+    /// The failed activity attempts of the newest run of `workflow_id`.
+    pub async fn failed_attempts(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+    ) -> EngineResult<Vec<journal::AttemptRecord>> {
+        let run = self.describe(namespace, workflow_id).await?;
+        Ok(self.inner.journal.attempts(&run.run_id).await?)
     }
 
     pub async fn list(

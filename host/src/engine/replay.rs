@@ -133,7 +133,7 @@ pub enum Issued {
     /// The command repeats a journaled one: nothing to do.
     Replayed(Handle),
     /// The command is new: the event must be journaled and the command carried out.
-    New(Event),
+    New(Box<Event>),
 }
 
 /// A command that has no result in the journal yet: what must be (re)started when a run
@@ -145,6 +145,8 @@ pub enum Outstanding {
         name: String,
         input: String,
         options: ActivityOptions,
+        /// When it was scheduled: its schedule-to-close timeout counts from here.
+        scheduled_at_ms: EpochMs,
     },
     Timer {
         handle: Handle,
@@ -153,9 +155,10 @@ pub enum Outstanding {
 }
 
 impl Outstanding {
-    /// The effect a command event asks for; None for events that are not commands.
-    pub fn of(kind: &EventKind) -> Option<Self> {
-        match kind {
+    /// The effect a command event asks for; None for events that are not commands
+    /// (and for child workflows, which run on their own).
+    pub fn of(event: &Event) -> Option<Self> {
+        match &event.kind {
             EventKind::ActivityScheduled {
                 handle,
                 name,
@@ -166,6 +169,7 @@ impl Outstanding {
                 name: name.clone(),
                 input: input.clone(),
                 options: options.clone(),
+                scheduled_at_ms: event.recorded_at_ms,
             }),
             EventKind::TimerStarted {
                 handle, fire_at_ms, ..
@@ -428,7 +432,7 @@ impl RunState {
         };
         let event = self.append(kind, now_ms);
         self.cursor.commands_issued += 1;
-        Ok(Issued::New(event))
+        Ok(Issued::New(Box::new(event)))
     }
 
     /// Appends a result or run-end event (not a command) and returns it for journaling.
@@ -545,7 +549,7 @@ impl RunState {
             .iter()
             .zip(&self.results)
             .filter(|(_, result)| result.is_none())
-            .filter_map(|(&i, _)| Outstanding::of(&self.events[i].kind))
+            .filter_map(|(&i, _)| Outstanding::of(&self.events[i]))
             .collect()
     }
 
@@ -608,7 +612,7 @@ mod tests {
             1_005,
         );
 
-        let mut replay = RunState::new(vec![started(), first, done]).unwrap();
+        let mut replay = RunState::new(vec![started(), *first, done]).unwrap();
         assert!(replay.is_replaying());
         assert_eq!(
             replay.issue(activity("a", "1"), 9_999).unwrap(),
@@ -641,7 +645,7 @@ mod tests {
         else {
             unreachable!()
         };
-        let mut replay = RunState::new(vec![started(), first]).unwrap();
+        let mut replay = RunState::new(vec![started(), *first]).unwrap();
         let err = replay.issue(activity("refund", "{}"), 2).unwrap_err();
         assert_eq!(err.seq, Seq(1));
         assert_eq!(
@@ -661,7 +665,7 @@ mod tests {
         else {
             unreachable!()
         };
-        let replay = RunState::new(vec![started(), first]).unwrap();
+        let replay = RunState::new(vec![started(), *first]).unwrap();
         assert_eq!(replay.check_finished().unwrap_err().seq, Seq(1));
     }
 
@@ -757,7 +761,8 @@ mod tests {
                 handle: Handle(1),
                 name: "a".into(),
                 input: "1".into(),
-                options: ActivityOptions::default()
+                options: ActivityOptions::default(),
+                scheduled_at_ms: 1,
             }]
         );
     }

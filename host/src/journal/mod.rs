@@ -204,11 +204,25 @@ impl EventKind {
     }
 }
 
-/// How an activity is retried and bounded; all durations in milliseconds.
+/// How an activity is retried and bounded, and where it runs; all durations in
+/// milliseconds. Fields added after the first format version default to "not set",
+/// so older journals read the same.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ActivityOptions {
     pub retry: RetryPolicy,
     pub start_to_close_timeout_ms: u64,
+    /// Bound on the whole activity, all attempts and backoff included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_to_close_timeout_ms: Option<u64>,
+    /// Bound on an attempt's wait in its task queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_to_start_timeout_ms: Option<u64>,
+    /// Longest gap allowed between an attempt's heartbeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// Run attempts on workers polling this queue instead of in the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_queue: Option<String>,
 }
 
 impl Default for ActivityOptions {
@@ -216,6 +230,10 @@ impl Default for ActivityOptions {
         Self {
             retry: RetryPolicy::default(),
             start_to_close_timeout_ms: 60_000,
+            schedule_to_close_timeout_ms: None,
+            schedule_to_start_timeout_ms: None,
+            heartbeat_timeout_ms: None,
+            task_queue: None,
         }
     }
 }
@@ -227,6 +245,9 @@ pub struct RetryPolicy {
     pub maximum_interval_ms: u64,
     /// Total attempts including the first; 0 means unlimited.
     pub maximum_attempts: u32,
+    /// Failures of these error types are final.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub non_retryable_error_types: Vec<String>,
 }
 
 impl Default for RetryPolicy {
@@ -236,11 +257,19 @@ impl Default for RetryPolicy {
             backoff_coefficient: 2.0,
             maximum_interval_ms: 60_000,
             maximum_attempts: 5,
+            non_retryable_error_types: Vec::new(),
         }
     }
 }
 
 impl RetryPolicy {
+    /// Whether `failure` ends the activity at once, whatever attempts are left.
+    pub fn is_final(&self, failure: &Failure) -> bool {
+        failure.non_retryable
+            || failure.kind == FailureKind::UnknownActivity
+            || self.non_retryable_error_types.contains(&failure.error_type)
+    }
+
     /// Delay before attempt `next_attempt` (2, 3, …), or None if no attempt is left.
     pub fn delay_before(&self, next_attempt: u32) -> Option<u64> {
         if self.maximum_attempts != 0 && next_attempt > self.maximum_attempts {
@@ -489,6 +518,18 @@ impl InboxEntry {
     }
 }
 
+/// A failed activity attempt, kept for operators (describe, history) and to number
+/// attempts across restarts; never replayed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub run_id: RunId,
+    pub handle: Handle,
+    pub attempt: u32,
+    pub started_at_ms: EpochMs,
+    pub ended_at_ms: EpochMs,
+    pub failure: Failure,
+}
+
 /// A child run to create together with the parent's `child_scheduled` event.
 #[derive(Clone, Debug)]
 pub struct NewChild {
@@ -557,6 +598,8 @@ pub enum Write {
         new_started: Event,
         carried: Vec<InboxEntry>,
     },
+    /// Adds a failed attempt to the attempt log.
+    RecordAttempt(AttemptRecord),
     /// Points an open run at another module (a deliberate override of pinning).
     Repin {
         run_id: RunId,
@@ -605,6 +648,8 @@ pub trait Journal: Send + Sync + 'static {
     async fn events(&self, run_id: &RunId) -> JournalResult<Vec<Event>>;
     /// What waits in a run's inbox, oldest first.
     async fn inbox(&self, run_id: &RunId) -> JournalResult<Vec<InboxEntry>>;
+    /// The failed attempts of a run's activities, by handle and attempt number.
+    async fn attempts(&self, run_id: &RunId) -> JournalResult<Vec<AttemptRecord>>;
     /// The child runs a run started, oldest first.
     async fn children(&self, run_id: &RunId) -> JournalResult<Vec<RunRecord>>;
 }
@@ -648,6 +693,7 @@ mod format_tests {
             backoff_coefficient: 3.0,
             maximum_interval_ms: 1_000,
             maximum_attempts: 5,
+            non_retryable_error_types: Vec::new(),
         };
         let delays: Vec<_> = (2..=6).map(|n| policy.delay_before(n)).collect();
         assert_eq!(
@@ -656,7 +702,7 @@ mod format_tests {
         );
         let unlimited = RetryPolicy {
             maximum_attempts: 0,
-            ..policy
+            ..policy.clone()
         };
         assert_eq!(unlimited.delay_before(1_000), Some(1_000));
     }

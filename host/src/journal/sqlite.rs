@@ -101,6 +101,17 @@ CREATE INDEX runs_by_parent_workflow ON runs (namespace, parent_workflow_id)
 -- signal keeps name and input in their columns, as before.
 ALTER TABLE signal_inbox ADD COLUMN event TEXT;
 "#,
+    r#"
+CREATE TABLE activity_attempts (
+    run_id        TEXT NOT NULL,
+    handle        INTEGER NOT NULL,
+    attempt       INTEGER NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    ended_at_ms   INTEGER NOT NULL,
+    failure       TEXT NOT NULL,
+    PRIMARY KEY (run_id, handle, attempt)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Writes folded into one transaction at most; bounds the latency of a batch.
@@ -338,6 +349,26 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
             if !insert_inbox(conn, run_id, signal, true)? {
                 return Err(JournalError::RunClosed(run_id.clone()));
             }
+        }
+        Write::RecordAttempt(record) => {
+            let failure = serde_json::to_string(&record.failure).map_err(storage)?;
+            // A retry after a restart may repeat an attempt number: the newer wins.
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO activity_attempts
+                    (run_id, handle, attempt, started_at_ms, ended_at_ms, failure)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    record.run_id.as_str(),
+                    record.handle.0,
+                    record.attempt,
+                    record.started_at_ms as i64,
+                    record.ended_at_ms as i64,
+                    failure
+                ])
+            })
+            .map_err(storage)?;
         }
         Write::Repin {
             run_id,
@@ -885,6 +916,35 @@ impl Journal for SqliteJournal {
                     id: r.get(0)?,
                     event,
                     received_at_ms: r.get::<_, i64>(3)? as u64,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn attempts(&self, run_id: &RunId) -> JournalResult<Vec<AttemptRecord>> {
+        let id = run_id.0.clone();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT handle, attempt, started_at_ms, ended_at_ms, failure
+                 FROM activity_attempts WHERE run_id = ?1 ORDER BY handle, attempt",
+            )?
+            .query_map(params![id], |r| {
+                let failure: String = r.get(4)?;
+                Ok(AttemptRecord {
+                    run_id: RunId(id.clone()),
+                    handle: Handle(r.get(0)?),
+                    attempt: r.get(1)?,
+                    started_at_ms: r.get::<_, i64>(2)? as u64,
+                    ended_at_ms: r.get::<_, i64>(3)? as u64,
+                    failure: serde_json::from_str(&failure).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            4,
+                            rusqlite::types::Type::Text,
+                            e.into(),
+                        )
+                    })?,
                 })
             })?
             .collect()

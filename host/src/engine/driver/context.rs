@@ -54,11 +54,16 @@ fn options_from_wit(o: wit::ActivityOptions) -> ActivityOptions {
                 backoff_coefficient: r.backoff_coefficient,
                 maximum_interval_ms: r.maximum_interval_ms,
                 maximum_attempts: r.maximum_attempts,
+                non_retryable_error_types: r.non_retryable_error_types,
             })
             .unwrap_or(defaults.retry),
         start_to_close_timeout_ms: o
             .start_to_close_timeout_ms
             .unwrap_or(defaults.start_to_close_timeout_ms),
+        schedule_to_close_timeout_ms: o.schedule_to_close_timeout_ms,
+        schedule_to_start_timeout_ms: o.schedule_to_start_timeout_ms,
+        heartbeat_timeout_ms: o.heartbeat_timeout_ms,
+        task_queue: o.task_queue,
     }
 }
 

@@ -104,6 +104,9 @@ pub struct RunHost {
     unconfirmed: Vec<CommitTicket>,
     /// Child runs created by those writes: their drivers start once the writes commit.
     unspawned: Vec<(RunRecord, Event)>,
+    /// The activity tasks still running, to stop one the workflow cancels (and all
+    /// when the run ends).
+    running: std::collections::HashMap<Handle, tokio::task::AbortHandle>,
     time: VirtualTime,
     random: SeededRandom,
     new_activation: bool,
@@ -116,6 +119,17 @@ pub struct RunHost {
     previous_deliveries: Option<usize>,
     /// Set in throwaway instances that answer a query: nothing is journaled or started.
     query: Option<QueryState>,
+}
+
+impl Drop for RunHost {
+    /// A run whose driver stops (it ended, or the host shuts down) stops its activity
+    /// attempts: their results would not be recorded, and a queued attempt should not
+    /// reach a worker. A restart starts again what is still outstanding.
+    fn drop(&mut self) {
+        for task in self.running.values() {
+            task.abort();
+        }
+    }
 }
 
 impl Activations for RunHost {
@@ -172,7 +186,7 @@ pub(super) async fn drive(
     }
     // Whatever was started before a restart and has no result yet is started again.
     let outstanding = host.state.outstanding();
-    host.start_effects(outstanding);
+    host.start_effects(outstanding, true).await;
     let mut backoff = HOST_ERROR_BACKOFF_INITIAL;
     loop {
         let (end, returned) = run_instance(host).await;
@@ -316,15 +330,12 @@ pub(super) async fn answer_query(
 ) -> Result<Result<String, String>, QueryError> {
     let state = RunState::new(events).map_err(|e| QueryError::Replay(e.to_string()))?;
     let (outbox, inbox) = mpsc::channel(1);
-    let host = RunHost::new(inner, run, state, (outbox, inbox));
-    let host = RunHost {
-        query: Some(QueryState {
-            question: question.clone(),
-            asked: false,
-            answer: None,
-        }),
-        ..host
-    };
+    let mut host = RunHost::new(inner, run, state, (outbox, inbox));
+    host.query = Some(QueryState {
+        question: question.clone(),
+        asked: false,
+        answer: None,
+    });
     let (mut store, pre, output, run_input) = new_instance(host)
         .await
         .map_err(|(e, _)| QueryError::Replay(e))?;
@@ -439,6 +450,7 @@ impl RunHost {
             pending: Vec::new(),
             unconfirmed: Vec::new(),
             unspawned: Vec::new(),
+            running: std::collections::HashMap::new(),
             new_activation: false,
             deliveries: 0,
             caught_up: false,
@@ -452,8 +464,21 @@ impl RunHost {
     }
 
     /// Starts the effects of commands: activity attempts and timers, as tasks that
-    /// report to this run's inbox.
-    fn start_effects(&self, commands: Vec<Outstanding>) {
+    /// report to this run's inbox. `resumed`: the commands were started before (by an
+    /// earlier process or instance), so activities go on counting attempts from the
+    /// attempt log.
+    async fn start_effects(&mut self, commands: Vec<Outstanding>, resumed: bool) {
+        let earlier_attempts = if resumed && !commands.is_empty() {
+            match self.inner.journal.attempts(&self.run.run_id).await {
+                Ok(attempts) => attempts,
+                Err(e) => {
+                    tracing::warn!(run = %self.run.run_id, error = %e, "cannot read the attempt log; counting attempts from 1");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
         for command in commands {
             let outbox = self.outbox.clone();
             match command {
@@ -462,16 +487,33 @@ impl RunHost {
                     name,
                     input,
                     options,
+                    scheduled_at_ms,
                 } => {
-                    let executor = self.inner.activities.clone();
-                    let clock = self.inner.clock.clone();
-                    let namespace = self.run.namespace.clone();
-                    let max_payload = self.inner.config.max_payload_bytes;
-                    tokio::spawn(async move {
-                        let (result, attempts) = activity_task::run_with_retries(
-                            &executor, &*clock, &namespace, &name, &input, &options,
-                        )
-                        .await;
+                    let previous_attempts = earlier_attempts
+                        .iter()
+                        .filter(|a| a.handle == handle)
+                        .map(|a| a.attempt)
+                        .max()
+                        .unwrap_or(0);
+                    let inner = self.inner.clone();
+                    let run = self.run.clone();
+                    let task = tokio::spawn(async move {
+                        let activity = activity_task::Activity {
+                            executor: &inner.activities,
+                            clock: &*inner.clock,
+                            journal: &*inner.journal,
+                            namespace: &run.namespace,
+                            workflow_id: &run.workflow_id,
+                            run_id: &run.run_id,
+                            handle,
+                            name: &name,
+                            input: &input,
+                            options: &options,
+                            scheduled_at_ms,
+                            previous_attempts,
+                        };
+                        let (result, attempts) = activity_task::run_with_retries(activity).await;
+                        let max_payload = inner.config.max_payload_bytes;
                         let result = result.and_then(|output| {
                             check_output(
                                 "activity output",
@@ -488,6 +530,7 @@ impl RunHost {
                             })
                             .await;
                     });
+                    self.running.insert(handle, task.abort_handle());
                 }
                 Outstanding::Timer { handle, fire_at_ms } => {
                     let clock = self.inner.clock.clone();
@@ -508,10 +551,7 @@ impl RunHost {
             return Ok(false);
         }
         let events = std::mem::take(&mut self.pending);
-        let commands: Vec<Outstanding> = events
-            .iter()
-            .filter_map(|e| Outstanding::of(&e.kind))
-            .collect();
+        let commands: Vec<Outstanding> = events.iter().filter_map(Outstanding::of).collect();
         let starts_children = events
             .iter()
             .any(|e| matches!(e.kind, EventKind::ChildScheduled { .. }));
@@ -519,7 +559,7 @@ impl RunHost {
         let results_before = self.state.next_seq();
         let ticket = self.submit(events, None, None).await;
         self.unconfirmed.push(ticket);
-        self.start_effects(commands);
+        self.start_effects(commands, false).await;
         if answers_updates {
             // Callers wait for the answer: commit it now and tell them.
             let ticket = Box::pin(std::future::ready(Ok(())));
@@ -662,7 +702,7 @@ impl RunHost {
         self.unconfirmed.clear();
         self.unspawned.clear();
         let outstanding = self.state.outstanding();
-        self.start_effects(outstanding);
+        self.start_effects(outstanding, true).await;
         self.wake_for_waiting_signals().await;
         Ok(())
     }
@@ -695,6 +735,9 @@ impl RunHost {
         while let Some(message) = next {
             next = self.inbox.try_recv().ok();
             let now = self.inner.clock.now_ms();
+            if let RunMsg::ActivityDone { handle, .. } = &message {
+                self.running.remove(handle);
+            }
             let kind = match message {
                 RunMsg::SignalsArrived => {
                     signals_arrived = true;
@@ -900,7 +943,7 @@ impl RunHost {
             Issued::Replayed(handle) => Ok(handle.0),
             Issued::New(event) => {
                 let handle = event.kind.command_handle().map(|h| h.0).unwrap_or_default();
-                self.pending.push(event);
+                self.pending.push(*event);
                 Ok(handle)
             }
         }

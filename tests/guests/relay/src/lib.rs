@@ -6,6 +6,10 @@
 //! "start_to_close_ms": 10000, "deadline_ms": <optional>}`. With `deadline_ms`, the
 //! activity races a durable timer: if the timer fires first the output is
 //! `{"timed_out": true}` (the pattern "wait for an activity or a deadline").
+//!
+//! Optional, passed to the activity's options as given: `"task_queue"`,
+//! `"heartbeat_ms"`, `"schedule_to_start_ms"`, `"schedule_to_close_ms"`,
+//! `"initial_interval_ms"` (default 50), `"non_retryable_error_types": [..]`.
 
 use serde::Deserialize;
 use spool_sdk::{Context, Outcome, RetryPolicy, WorkflowError};
@@ -22,6 +26,18 @@ struct Input {
     start_to_close_ms: u64,
     #[serde(default)]
     deadline_ms: Option<u64>,
+    task_queue: Option<String>,
+    heartbeat_ms: Option<u64>,
+    schedule_to_start_ms: Option<u64>,
+    schedule_to_close_ms: Option<u64>,
+    #[serde(default = "fifty")]
+    initial_interval_ms: u64,
+    #[serde(default)]
+    non_retryable_error_types: Vec<String>,
+}
+
+fn fifty() -> u64 {
+    50
 }
 
 fn one() -> u32 {
@@ -33,14 +49,30 @@ fn ten_seconds() -> u64 {
 }
 
 fn relay(ctx: &Context, input: Input) -> Result<serde_json::Value, WorkflowError> {
-    let retry = RetryPolicy::new()
-        .initial_interval(Duration::from_millis(50))
+    let mut retry = RetryPolicy::new()
+        .initial_interval(Duration::from_millis(input.initial_interval_ms))
         .maximum_attempts(input.max_attempts);
-    let activity = ctx
+    for error_type in input.non_retryable_error_types {
+        retry = retry.non_retryable_error_type(error_type);
+    }
+    let ms = Duration::from_millis;
+    let mut activity = ctx
         .activity(input.activity)
         .input(&input.input)
         .retry(retry)
-        .start_to_close(Duration::from_millis(input.start_to_close_ms));
+        .start_to_close(ms(input.start_to_close_ms));
+    if let Some(queue) = input.task_queue {
+        activity = activity.task_queue(queue);
+    }
+    if let Some(t) = input.heartbeat_ms {
+        activity = activity.heartbeat_timeout(ms(t));
+    }
+    if let Some(t) = input.schedule_to_start_ms {
+        activity = activity.schedule_to_start(ms(t));
+    }
+    if let Some(t) = input.schedule_to_close_ms {
+        activity = activity.schedule_to_close(ms(t));
+    }
     let Some(deadline_ms) = input.deadline_ms else {
         return Ok(activity.call()?);
     };

@@ -1,0 +1,178 @@
+//! End-to-end: activities on remote workers through task queues, served by the Python
+//! worker library (`workers/python`) against the real binary — results and typed
+//! failures, a worker killed mid-task (its lease lapses at the heartbeat timeout and
+//! another worker resumes from the last heartbeat's details), and a queue nobody
+//! serves (schedule-to-start timeout).
+
+mod common;
+
+use common::{guest, tempdir, Server};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The example Python worker, serving `queue`; its output lines arrive on `lines`.
+struct PythonWorker {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl PythonWorker {
+    fn start(server: &Server, queue: &str) -> Self {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../workers/python/example_worker.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--address", &server.address, "--queue", queue])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the example Python worker");
+        let stdout = child.stdout.take().expect("worker stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Waits (up to 20 s) for an output line containing `text`.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("the worker never printed {text:?}"),
+            }
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PythonWorker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn relay_server(dir: &std::path::Path) -> Server {
+    let module = format!("relay={}", guest("relay").display());
+    Server::start(dir, &["--module", &module])
+}
+
+fn start_relay(server: &Server, id: &str, input: &Value) {
+    let input = input.to_string();
+    server.cli_ok(&[
+        "workflow", "start", "--type", "relay", "--id", id, "--input", &input,
+    ]);
+}
+
+fn result(server: &Server, id: &str) -> Value {
+    server.cli_json(&["workflow", "result", "--id", id, "--timeout", "30"])
+}
+
+#[test]
+fn a_python_worker_runs_activities_and_reports_typed_failures() {
+    let dir = tempdir();
+    let server = relay_server(dir.path());
+    let _worker = PythonWorker::start(&server, "media");
+
+    start_relay(
+        &server,
+        "shout",
+        &json!({ "activity": "text.shout", "input": "hello", "task_queue": "media" }),
+    );
+    assert_eq!(result(&server, "shout"), json!("HELLO"));
+
+    // Non-retryable: one attempt, although five are allowed.
+    start_relay(
+        &server,
+        "reject",
+        &json!({ "activity": "media.reject", "task_queue": "media", "max_attempts": 5 }),
+    );
+    let failed = server.cli(&["workflow", "result", "--id", "reject", "--timeout", "30"]);
+    assert!(!failed.status.success());
+    let run = server.cli_json(&["workflow", "describe", "--id", "reject"]);
+    assert_eq!(run["failure"]["error_type"], "unsupported_format", "{run}");
+    let history = server.cli_json(&["workflow", "history", "--id", "reject"]);
+    let failed_event = history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["type"] == "activity_failed")
+        .expect("an activity_failed event")
+        .clone();
+    assert_eq!(failed_event["attempts"], 1, "{failed_event}");
+}
+
+#[test]
+fn a_worker_killed_mid_task_loses_its_lease_and_another_resumes_from_its_heartbeat() {
+    let dir = tempdir();
+    let server = relay_server(dir.path());
+    let mut first = PythonWorker::start(&server, "media");
+    start_relay(
+        &server,
+        "transcode",
+        &json!({
+            "activity": "media.transcode", "task_queue": "media",
+            "input": { "chunks": 8, "secs_per_chunk": 0.1 },
+            "heartbeat_ms": 1_000, "start_to_close_ms": 60_000, "max_attempts": 5,
+        }),
+    );
+    first.wait_for("took media.transcode attempt 1 at chunk 0");
+    first.wait_for("chunk 2 done");
+    first.kill9();
+    let second = PythonWorker::start(&server, "media");
+
+    let output = result(&server, "transcode");
+    assert_eq!(output["chunks"], 8);
+    assert_eq!(output["attempt"], 2, "{output}");
+    let resumed_at = output["resumed_at"].as_u64().expect("resumed_at");
+    assert!(
+        (3..8).contains(&resumed_at),
+        "the second attempt resumed from the first one's last heartbeat: {output}"
+    );
+    second.wait_for("done media.transcode");
+
+    let history = server.cli_json(&["workflow", "history", "--id", "transcode"]);
+    let attempts = history["failed_attempts"]
+        .as_array()
+        .expect("failed_attempts");
+    assert_eq!(attempts.len(), 1, "{history}");
+    assert_eq!(attempts[0]["attempt"], 1);
+    assert_eq!(attempts[0]["failure"]["error_type"], "heartbeat_timeout");
+    assert_eq!(attempts[0]["failure"]["kind"], "timeout");
+}
+
+#[test]
+fn an_attempt_nobody_takes_fails_at_its_schedule_to_start_timeout() {
+    let dir = tempdir();
+    let server = relay_server(dir.path());
+    start_relay(
+        &server,
+        "unserved",
+        &json!({
+            "activity": "text.shout", "task_queue": "nobody-polls-this",
+            "schedule_to_start_ms": 300, "max_attempts": 5,
+        }),
+    );
+    let failed = server.cli(&["workflow", "result", "--id", "unserved", "--timeout", "30"]);
+    assert!(!failed.status.success());
+    let run = server.cli_json(&["workflow", "describe", "--id", "unserved"]);
+    assert_eq!(
+        run["failure"]["error_type"], "schedule_to_start_timeout",
+        "{run}"
+    );
+    assert_eq!(run["failure"]["kind"], "timeout");
+}
