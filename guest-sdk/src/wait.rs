@@ -312,6 +312,36 @@ impl ActivityHandle {
         &self.name
     }
 
+    /// Asks the host to cancel the activity, unless it has settled already. The
+    /// handle then settles with an [`ActivityError`] of kind
+    /// [`Cancelled`](crate::FailureKind::Cancelled) (type `"activity_cancelled"`) —
+    /// unless its own result was journaled first: waiting on it tells which. An
+    /// attempt running in the host is stopped, a queued one withdrawn, and a remote
+    /// worker learns it on its next heartbeat.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use spool_sdk::{Context, WorkflowError};
+    ///
+    /// fn render_or_give_up(ctx: &Context) -> Result<Option<String>, WorkflowError> {
+    ///     let render = ctx.activity("video.render").task_queue("gpu").start();
+    ///     let deadline = ctx.timer(Duration::from_secs(600));
+    ///     if ctx.any(&[&render, &deadline])?.index == 1 {
+    ///         render.cancel();
+    ///     }
+    ///     match render.result::<String>() {
+    ///         Ok(url) => Ok(Some(url)),
+    ///         Err(e) if e.error_type == "activity_cancelled" => Ok(None),
+    ///         Err(e) => Err(e.into()),
+    ///     }
+    /// }
+    /// ```
+    pub fn cancel(&self) {
+        if let Some(handle) = self.pending_handle() {
+            wit::cancel_activity(handle);
+        }
+    }
+
     /// Waits for the activity to finish and deserializes its output.
     ///
     /// Asking again returns the same answer without waiting. The host has already

@@ -176,3 +176,63 @@ fn an_attempt_nobody_takes_fails_at_its_schedule_to_start_timeout() {
     );
     assert_eq!(run["failure"]["kind"], "timeout");
 }
+
+#[test]
+fn a_workflow_cancels_a_remote_activity_and_its_worker_hears_it_on_its_heartbeat() {
+    let dir = tempdir();
+    let server = relay_server(dir.path());
+    let worker = PythonWorker::start(&server, "media");
+    start_relay(
+        &server,
+        "cancel-remote",
+        &json!({
+            "activity": "media.transcode", "task_queue": "media",
+            "input": { "chunks": 600, "secs_per_chunk": 0.05 },
+            "heartbeat_ms": 5_000, "start_to_close_ms": 60_000, "cancel_after_ms": 300,
+        }),
+    );
+    let output = result(&server, "cancel-remote");
+    assert_eq!(
+        output,
+        json!({ "cancelled": true, "error_type": "activity_cancelled" })
+    );
+    worker.wait_for("media.transcode attempt 1 stopped");
+    let history = server.cli_json(&["workflow", "history", "--id", "cancel-remote"]);
+    let types: Vec<&str> = history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["type"].as_str().expect("type"))
+        .collect();
+    let requested = types.iter().position(|t| *t == "activity_cancel_requested");
+    let failed = types.iter().position(|t| *t == "activity_failed");
+    assert!(
+        requested.is_some() && requested < failed,
+        "the cancel request is journaled before the cancelled result: {types:?}"
+    );
+}
+
+#[test]
+fn a_workflow_cancels_an_activity_running_in_the_host() {
+    let dir = tempdir();
+    let sink = common::Sink::start();
+    sink.hold("slow", Duration::from_secs(30));
+    let server = relay_server(dir.path());
+    let request = json!({
+        "method": "POST", "url": sink.url, "headers": { "content-type": "application/json" },
+        "body": { "template": "slow" },
+    });
+    start_relay(
+        &server,
+        "cancel-local",
+        &json!({ "activity": "http.request", "input": request, "cancel_after_ms": 1_000,
+                 "start_to_close_ms": 60_000 }),
+    );
+    let output = result(&server, "cancel-local");
+    assert_eq!(output["cancelled"], true, "{output}");
+    assert_eq!(
+        sink.count("slow"),
+        1,
+        "the request was sent once, then abandoned"
+    );
+}

@@ -165,6 +165,8 @@ class Worker:
         try:
             output = function(ctx, task.get("input"))
         except Cancelled as e:
+            print("spool worker: %s attempt %d stopped: %s" % (ctx.activity, ctx.attempt, e),
+                  flush=True)
             self._fail(token, "cancelled", str(e), cancelled=True)
         except TaskLost:
             pass

@@ -84,15 +84,19 @@ struct Queue {
 struct Lease {
     reports: mpsc::UnboundedSender<Report>,
     cancel: Arc<AtomicBool>,
+    /// Set when the attempt was cancelled: the lease stays a while so that the worker
+    /// hears "cancel" on its next heartbeat rather than "unknown task".
+    cancelled_at: Option<std::time::Instant>,
 }
+
+/// How long a cancelled attempt's lease keeps answering its worker.
+const CANCELLED_LEASE_GRACE: Duration = Duration::from_secs(600);
 
 /// The attempt's side of a queued task: reports arrive on `reports`; dropping it (or
 /// calling [`TaskQueues::revoke`]) refuses further reports.
 pub struct Dispatched {
     pub token: String,
     pub reports: mpsc::UnboundedReceiver<Report>,
-    /// Set to ask the worker to stop (it learns on its next heartbeat).
-    pub cancel: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -126,7 +130,6 @@ impl TaskQueues {
         Dispatched {
             token,
             reports: receiver,
-            cancel,
         }
     }
 
@@ -147,6 +150,7 @@ impl TaskQueues {
                     let lease = Lease {
                         reports: queued.reports,
                         cancel: queued.cancel,
+                        cancelled_at: None,
                     };
                     if let Ok(mut leases) = self.leases.lock() {
                         leases.insert(queued.task.task_token.clone(), lease);
@@ -174,13 +178,11 @@ impl TaskQueues {
     ) -> Result<HeartbeatAck, TaskError> {
         let leases = self.leases.lock().map_err(|_| TaskError::UnknownToken)?;
         let lease = leases.get(token).ok_or(TaskError::UnknownToken)?;
-        lease
-            .reports
-            .send(Report::Heartbeat(details))
-            .map_err(|_| TaskError::UnknownToken)?;
-        Ok(HeartbeatAck {
-            cancel_requested: lease.cancel.load(Ordering::Relaxed),
-        })
+        let cancel_requested = lease.cancel.load(Ordering::Relaxed);
+        if lease.reports.send(Report::Heartbeat(details)).is_err() && !cancel_requested {
+            return Err(TaskError::UnknownToken);
+        }
+        Ok(HeartbeatAck { cancel_requested })
     }
 
     /// Reports the attempt's outcome; the token is spent.
@@ -195,10 +197,31 @@ impl TaskQueues {
             Ok(output) => Report::Completed(output),
             Err(failure) => Report::Failed(failure),
         };
-        lease
-            .reports
-            .send(report)
-            .map_err(|_| TaskError::UnknownToken)
+        // A cancelled attempt's worker reporting back is doing as asked.
+        let cancelled = lease.cancelled_at.is_some();
+        match lease.reports.send(report) {
+            Err(_) if !cancelled => Err(TaskError::UnknownToken),
+            _ => Ok(()),
+        }
+    }
+
+    /// Withdraws the attempt because it was cancelled: a queued attempt is never
+    /// handed out, and the worker holding a taken one hears `cancel_requested` on its
+    /// next heartbeat (for a while; then the token is forgotten).
+    pub fn cancel(&self, token: &str) {
+        let Ok(mut leases) = self.leases.lock() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        leases.retain(|_, lease| {
+            lease
+                .cancelled_at
+                .is_none_or(|at| now.duration_since(at) < CANCELLED_LEASE_GRACE)
+        });
+        if let Some(lease) = leases.get_mut(token) {
+            lease.cancel.store(true, Ordering::Relaxed);
+            lease.cancelled_at = Some(now);
+        }
     }
 
     /// Forgets the attempt: reports on its token are refused from now on. Queued
@@ -241,19 +264,8 @@ mod tests {
         assert!(matches!(first.reports.recv().await, Some(Report::Started)));
         let ack = queues.heartbeat(&first.token, Some("7".into())).unwrap();
         assert!(!ack.cancel_requested);
-        first.cancel.store(true, Ordering::Relaxed);
-        assert!(
-            queues
-                .heartbeat(&first.token, None)
-                .unwrap()
-                .cancel_requested
-        );
         queues.finish(&first.token, Ok("42".into())).unwrap();
         assert!(matches!(first.reports.recv().await, Some(Report::Heartbeat(Some(d))) if d == "7"));
-        assert!(matches!(
-            first.reports.recv().await,
-            Some(Report::Heartbeat(None))
-        ));
         assert!(matches!(first.reports.recv().await, Some(Report::Completed(o)) if o == "42"));
         assert_eq!(
             queues.finish(&first.token, Ok("again".into())),
@@ -280,6 +292,30 @@ mod tests {
             .poll(&ns, "q", Duration::from_millis(10))
             .await
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn the_worker_of_a_cancelled_attempt_hears_it_and_may_report_back() {
+        let queues = TaskQueues::default();
+        let ns = Namespace("default".into());
+        let dispatched = queues.dispatch(&ns, "q", task("long"));
+        let taken = queues.poll(&ns, "q", Duration::ZERO).await.unwrap();
+        // The attempt is cancelled: its side goes away, the worker is told.
+        queues.cancel(&taken.task_token);
+        drop(dispatched);
+        assert!(
+            queues
+                .heartbeat(&taken.task_token, None)
+                .unwrap()
+                .cancel_requested
+        );
+        let stopped = Failure::new(crate::journal::FailureKind::Cancelled, "cancelled", "ok");
+        assert_eq!(queues.finish(&taken.task_token, Err(stopped)), Ok(()));
+        assert_eq!(
+            queues.heartbeat(&taken.task_token, None).unwrap_err(),
+            TaskError::UnknownToken,
+            "the report spent the token"
+        );
     }
 
     #[tokio::test]

@@ -18,7 +18,6 @@ use crate::activity::ActivityExecutor;
 use crate::clock::{Clock, EpochMs};
 use crate::ids::{Handle, Namespace, RunId, WorkflowId};
 use crate::journal::{ActivityOptions, AttemptRecord, Failure, FailureKind, Journal, Write};
-use std::sync::atomic::Ordering;
 
 /// Everything an activity's attempts need to know.
 pub(super) struct Activity<'a> {
@@ -117,7 +116,7 @@ async fn remote_attempt(
     attempt: u32,
     details: &mut Option<String>,
 ) -> Result<String, Failure> {
-    let (options, clock) = (activity.options, activity.clock);
+    let options = activity.options;
     let queues = activity.executor.task_queues();
     let task = Task {
         task_token: String::new(),
@@ -132,13 +131,26 @@ async fn remote_attempt(
         start_to_close_timeout_ms: options.start_to_close_timeout_ms,
     };
     let mut dispatched = queues.dispatch(activity.namespace, queue, task);
-    // However the attempt ends (a timeout here, the run cancelling it, the task being
-    // dropped), the worker's token dies with it.
-    let _revoke = Revoke {
+    let mut lease = Lease {
         queues,
         token: dispatched.token.clone(),
+        ended: false,
     };
-    let _cancel_on_drop = CancelOnDrop(dispatched.cancel.clone());
+    let outcome = follow(activity, queue, attempt, details, &mut dispatched).await;
+    lease.ended = true;
+    outcome
+}
+
+/// Waits for a worker to take the attempt, then for its heartbeats and report, within
+/// the attempt's timeouts.
+async fn follow(
+    activity: &Activity<'_>,
+    queue: &str,
+    attempt: u32,
+    details: &mut Option<String>,
+    dispatched: &mut crate::activity::task_queue::Dispatched,
+) -> Result<String, Failure> {
+    let (options, clock) = (activity.options, activity.clock);
 
     let start_deadline = options
         .schedule_to_start_timeout_ms
@@ -224,25 +236,23 @@ async fn sleep_until(clock: &dyn Clock, deadline: Option<EpochMs>) {
     }
 }
 
-struct Revoke<'a> {
+/// The worker's token dies with the attempt. An attempt that ended (a report, a
+/// timeout) revokes it: a late report is refused. One dropped before its end (the
+/// workflow cancelled the activity, or the run closed) cancels it: its worker hears
+/// `cancel_requested` on its next heartbeat.
+struct Lease<'a> {
     queues: &'a crate::activity::task_queue::TaskQueues,
     token: String,
+    ended: bool,
 }
 
-impl Drop for Revoke<'_> {
+impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        self.queues.revoke(&self.token);
-    }
-}
-
-/// An attempt dropped before its end (its run cancelled the activity, or closed) asks
-/// its worker to stop at the next heartbeat. The lease is revoked too, so it learns it
-/// as an unknown token; the flag covers a heartbeat already in flight.
-struct CancelOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+        if self.ended {
+            self.queues.revoke(&self.token);
+        } else {
+            self.queues.cancel(&self.token);
+        }
     }
 }
 

@@ -111,6 +111,10 @@ pub enum ContractViolation {
     UnknownHandle(Handle),
     #[error("await-next was called with handle {0}, whose result was already delivered")]
     AlreadyDelivered(Handle),
+    #[error(
+        "cancel-activity was called with handle {0}, which is not an activity the workflow started"
+    )]
+    NotAnActivity(Handle),
 }
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -151,6 +155,11 @@ pub enum Outstanding {
     Timer {
         handle: Handle,
         fire_at_ms: EpochMs,
+    },
+    /// An activity the workflow cancelled before its result came: its result is the
+    /// cancellation.
+    CancelledActivity {
+        handle: Handle,
     },
 }
 
@@ -549,8 +558,34 @@ impl RunState {
             .iter()
             .zip(&self.results)
             .filter(|(_, result)| result.is_none())
-            .filter_map(|(&i, _)| Outstanding::of(&self.events[i]))
+            .filter_map(|(&i, _)| {
+                let outstanding = Outstanding::of(&self.events[i])?;
+                Some(match outstanding {
+                    Outstanding::Activity { handle, .. } if self.cancel_requested(handle) => {
+                        Outstanding::CancelledActivity { handle }
+                    }
+                    other => other,
+                })
+            })
             .collect()
+    }
+
+    /// Whether the journal holds a cancel request for the activity of `handle`.
+    pub fn cancel_requested(&self, handle: Handle) -> bool {
+        self.events.iter().any(
+            |e| matches!(e.kind, EventKind::ActivityCancelRequested { handle: h } if h == handle),
+        )
+    }
+
+    /// Whether `handle` names an activity the current instance has issued.
+    pub fn is_issued_activity(&self, handle: Handle) -> bool {
+        let number = handle.0 as usize;
+        number >= 1
+            && number <= self.cursor.commands_issued
+            && matches!(
+                self.events[self.commands[number - 1]].kind,
+                EventKind::ActivityScheduled { .. }
+            )
     }
 
     /// True when `handle` names a journaled command that has no result yet.
@@ -865,6 +900,9 @@ mod tests {
                             }
                             Outstanding::Timer { handle, .. } => {
                                 EventKind::TimerFired { handle: *handle }
+                            }
+                            Outstanding::CancelledActivity { .. } => {
+                                unreachable!("the scripted guest cancels nothing")
                             }
                         };
                         state.record(kind, clock);

@@ -67,6 +67,11 @@ pub enum EventKind {
     TimerFired {
         handle: Handle,
     },
+    /// The workflow asked to cancel the activity of `handle`; its cancelled result
+    /// follows (unless a result came first).
+    ActivityCancelRequested {
+        handle: Handle,
+    },
     /// A signal, moved from the run's signal inbox into its journal. Signals are
     /// journaled in the order they arrived.
     SignalReceived {
@@ -143,6 +148,7 @@ impl EventKind {
             EventKind::ActivityFailed { .. } => "activity_failed",
             EventKind::TimerFired { .. } => "timer_fired",
             EventKind::SignalReceived { .. } => "signal_received",
+            EventKind::ActivityCancelRequested { .. } => "activity_cancel_requested",
             EventKind::UpdateReceived { .. } => "update_received",
             EventKind::UpdateCompleted { .. } => "update_completed",
             EventKind::UpdateFailed { .. } => "update_failed",

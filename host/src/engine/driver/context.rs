@@ -5,7 +5,7 @@ use super::{abort, Abort, Question, Received, RunHost, MAX_RANDOM_BYTES};
 
 /// A query instance answers exactly one query.
 const QUERY_ID: u64 = 1;
-use crate::engine::replay::Command;
+use crate::engine::replay::{Command, ContractViolation};
 use crate::ids::{Handle, TypeName, WorkflowId};
 use crate::journal::{
     ActivityOptions, EventKind, Failure, FailureKind, ParentClosePolicy, RetryPolicy,
@@ -109,6 +109,24 @@ impl wit::Host for RunHost {
                 wit::ParentClosePolicy::Abandon => ParentClosePolicy::Abandon,
             },
         })
+    }
+
+    async fn cancel_activity(&mut self, handle: u32) -> wasmtime::Result<()> {
+        let handle = Handle(handle);
+        if !self.state.is_issued_activity(handle) {
+            return Err(abort(ContractViolation::NotAnActivity(handle)));
+        }
+        // Replayed, asked twice, or too late: nothing to do.
+        if self.state.cancel_requested(handle) || !self.state.awaits_result(handle) {
+            return Ok(());
+        }
+        let requested = EventKind::ActivityCancelRequested { handle };
+        let event = self.state.record(requested, self.inner.clock.now_ms());
+        self.pending.push(event);
+        if self.query.is_none() {
+            self.cancel_running_activity(handle);
+        }
+        Ok(())
     }
 
     async fn start_timer(&mut self, duration_ms: u64) -> wasmtime::Result<u32> {

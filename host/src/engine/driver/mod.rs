@@ -539,8 +539,33 @@ impl RunHost {
                         let _ = outbox.send(RunMsg::TimerFired { handle }).await;
                     });
                 }
+                Outstanding::CancelledActivity { handle } => self.cancel_running_activity(handle),
             }
         }
+    }
+
+    /// Stops the activity of `handle` (its attempt task, and with it a queued or leased
+    /// remote attempt) and reports its cancellation as its result, which `receive`
+    /// journals like any other.
+    fn cancel_running_activity(&mut self, handle: Handle) {
+        if let Some(task) = self.running.remove(&handle) {
+            task.abort();
+        }
+        let cancelled = Failure::new(
+            FailureKind::Cancelled,
+            "activity_cancelled",
+            "the workflow cancelled the activity",
+        )
+        .non_retryable();
+        let message = RunMsg::ActivityDone {
+            handle,
+            result: Err(cancelled),
+            attempts: 0,
+        };
+        let outbox = self.outbox.clone();
+        tokio::spawn(async move {
+            let _ = outbox.send(message).await;
+        });
     }
 
     /// Queues the new command events for the journal and starts their effects. Returns

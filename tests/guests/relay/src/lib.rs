@@ -10,9 +10,13 @@
 //! Optional, passed to the activity's options as given: `"task_queue"`,
 //! `"heartbeat_ms"`, `"schedule_to_start_ms"`, `"schedule_to_close_ms"`,
 //! `"initial_interval_ms"` (default 50), `"non_retryable_error_types": [..]`.
+//!
+//! With `"cancel_after_ms": N` the workflow cancels the activity if it has not finished
+//! after N ms (a durable timer), and returns `{"cancelled": true, "error_type": ..}` if
+//! the cancellation won, or the activity's output if its result came first.
 
 use serde::Deserialize;
-use spool_sdk::{Context, Outcome, RetryPolicy, WorkflowError};
+use spool_sdk::{Context, FailureKind, Outcome, RetryPolicy, WorkflowError};
 use std::time::Duration;
 
 #[derive(Deserialize)]
@@ -34,6 +38,7 @@ struct Input {
     initial_interval_ms: u64,
     #[serde(default)]
     non_retryable_error_types: Vec<String>,
+    cancel_after_ms: Option<u64>,
 }
 
 fn fifty() -> u64 {
@@ -72,6 +77,20 @@ fn relay(ctx: &Context, input: Input) -> Result<serde_json::Value, WorkflowError
     }
     if let Some(t) = input.schedule_to_close_ms {
         activity = activity.schedule_to_close(ms(t));
+    }
+    if let Some(after) = input.cancel_after_ms {
+        let handle = activity.start();
+        let timer = ctx.timer(ms(after));
+        if ctx.any(&[&handle, &timer])?.index == 1 {
+            handle.cancel();
+        }
+        return match handle.result::<serde_json::Value>() {
+            Ok(output) => Ok(output),
+            Err(e) if e.kind == FailureKind::Cancelled => {
+                Ok(serde_json::json!({ "cancelled": true, "error_type": e.error_type }))
+            }
+            Err(e) => Err(e.into()),
+        };
     }
     let Some(deadline_ms) = input.deadline_ms else {
         return Ok(activity.call()?);
