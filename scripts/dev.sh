@@ -13,4 +13,6 @@ exec target/release/spool server start-dev \
     --module expense-approval=target/guests/expense-approval.wasm \
     --module continuous=target/guests/continuous.wasm \
     --module team-onboarding=target/guests/team-onboarding.wasm \
+    --module order-saga=target/guests/order-saga.wasm \
+    --module parallel=target/guests/parallel.wasm \
     "$@"

@@ -314,3 +314,136 @@ async fn receive(
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
+
+/// An HTTP server standing in for several outside services at once: it answers a POST
+/// to any path, records each request on arrival (path, JSON body, wall-clock time), and
+/// can be told, per path, what to answer and how long to hold the answer back.
+/// Unconfigured paths answer 200 `{"path": PATH, "call": N, "received": BODY}` (N counts
+/// the requests to PATH from 1; BODY is the request's body).
+#[derive(Clone)]
+pub struct Recorder {
+    state: Arc<Mutex<RecorderState>>,
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub url: String,
+}
+
+/// One request a [`Recorder`] received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub path: String,
+    /// The body as JSON (a JSON string if it was not JSON).
+    pub body: serde_json::Value,
+    pub at: std::time::SystemTime,
+}
+
+#[derive(Default)]
+struct RecorderState {
+    calls: Vec<Recorded>,
+    answers: std::collections::HashMap<String, (u16, serde_json::Value)>,
+    holds: std::collections::HashMap<String, Duration>,
+}
+
+impl Recorder {
+    /// Starts the server on a thread of its own, so it serves even while a test blocks.
+    pub fn start() -> Self {
+        let state: Arc<Mutex<RecorderState>> = Arc::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new().fallback(record).with_state(state.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        Self { state, url }
+    }
+
+    /// Requests to `path` are answered with `status` and `body`.
+    pub fn answer(&self, path: &str, status: u16, body: serde_json::Value) {
+        self.state
+            .lock()
+            .unwrap()
+            .answers
+            .insert(path.to_owned(), (status, body));
+    }
+
+    /// Requests to `path` are answered only after `delay`.
+    pub fn hold(&self, path: &str, delay: Duration) {
+        self.state
+            .lock()
+            .unwrap()
+            .holds
+            .insert(path.to_owned(), delay);
+    }
+
+    /// Every request so far, in the order they arrived.
+    pub fn calls(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// The paths of every request so far, in the order they arrived.
+    pub fn paths(&self) -> Vec<String> {
+        self.calls().into_iter().map(|c| c.path).collect()
+    }
+
+    /// How many requests to `path` arrived.
+    pub fn count(&self, path: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .iter()
+            .filter(|c| c.path == path)
+            .count()
+    }
+
+    /// Waits until `pred` holds for the requests received so far.
+    pub fn wait_until(&self, timeout: Duration, what: &str, pred: impl Fn(&[Recorded]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !pred(&self.state.lock().unwrap().calls) {
+            assert!(
+                Instant::now() < deadline,
+                "the recorder never saw {what}; it saw {:?}",
+                self.paths()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+async fn record(
+    State(state): State<Arc<Mutex<RecorderState>>>,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+    let path = uri.path().to_owned();
+    let body = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into()));
+    let (status, answer, hold) = {
+        let mut s = state.lock().unwrap();
+        s.calls.push(Recorded {
+            path: path.clone(),
+            body: body.clone(),
+            at: std::time::SystemTime::now(),
+        });
+        let call = s.calls.iter().filter(|c| c.path == path).count();
+        let (status, answer) = s.answers.get(&path).cloned().unwrap_or_else(|| {
+            let answer = serde_json::json!({ "path": path, "call": call, "received": body });
+            (200, answer)
+        });
+        (status, answer, s.holds.get(&path).copied())
+    };
+    if let Some(delay) = hold {
+        tokio::time::sleep(delay).await;
+    }
+    (
+        axum::http::StatusCode::from_u16(status).expect("a valid status code"),
+        Json(answer),
+    )
+}
