@@ -1,7 +1,7 @@
 //! Puts the pieces together into a running server: journal, sandbox runtime, activity
 //! executor, engine, recovery of open runs, the HTTP API and the web UI.
 
-use crate::activity::{ActivityExecutor, HttpAllowList};
+use crate::activity::{ActivityExecutor, HttpAllowList, Secrets};
 use crate::api::{self, ApiState};
 use crate::clock::SystemClock;
 use crate::engine::{Engine, EngineConfig};
@@ -30,6 +30,8 @@ pub struct DevServerConfig {
     pub activity_modules: Vec<(TypeName, PathBuf)>,
     /// Hosts outgoing HTTP may reach; empty means any (dev mode).
     pub allow_http: Vec<String>,
+    /// Secrets for activities (name, value).
+    pub secrets: Vec<(String, String)>,
     pub evict_after: Option<Duration>,
 }
 
@@ -58,6 +60,7 @@ pub async fn run_dev_server(
         journal.clone(),
         runtime.clone(),
         allow,
+        Secrets::new(config.secrets.clone()).map_err(|e| anyhow::anyhow!(e))?,
         engine_config.max_payload_bytes,
     )?);
     let max_payload_bytes = engine_config.max_payload_bytes;

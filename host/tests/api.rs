@@ -85,6 +85,7 @@ impl Api {
                 journal.clone(),
                 runtime.clone(),
                 HttpAllowList::any(),
+                spool::activity::Secrets::default(),
                 max_payload_bytes,
             )
             .unwrap(),

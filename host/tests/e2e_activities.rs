@@ -217,3 +217,110 @@ fn an_activity_can_race_a_durable_deadline() {
     assert_eq!(run["output"]["status"], 200, "{run}");
     assert_eq!(run["output"]["body"], serde_json::json!({ "sent": true }));
 }
+
+/// A secret set on the server reaches the `http.request` header that names it and an
+/// activity component's environment, and is written nowhere: not the journal, not the
+/// history, not the log.
+#[test]
+fn secrets_reach_activities_but_never_the_journal_or_the_log() {
+    const SECRET: &str = "sk-live-7f3a9c";
+    let dir = tempdir();
+    let services = common::Recorder::start();
+    let secret_arg = format!("API_KEY={SECRET}");
+    let progress = format!("progress={}", guest("progress-activity").display());
+    let server = start(
+        dir.path(),
+        &["--secret", &secret_arg, "--activity-module", &progress],
+    );
+    let request = serde_json::json!({
+        "method": "POST", "url": format!("{}/charge", services.url),
+        "headers": { "authorization": "Bearer {{secret:API_KEY}}" }, "body": { "cents": 5 },
+    });
+    let run = relay(&server, "with-secret", "http.request", request);
+    assert_eq!(run["status"], "completed", "{run}");
+    let calls = services.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0].authorization.as_deref(),
+        Some(format!("Bearer {SECRET}").as_str())
+    );
+
+    let run = relay(
+        &server,
+        "component-secret",
+        "progress",
+        serde_json::json!({ "steps": 1, "secret": "API_KEY" }),
+    );
+    assert_eq!(run["output"]["secret_length"], SECRET.len(), "{run}");
+
+    let unknown = serde_json::json!({
+        "method": "POST", "url": format!("{}/charge", services.url),
+        "headers": { "authorization": "Bearer {{secret:NOPE}}" },
+    });
+    let run = relay(&server, "unknown-secret", "http.request", unknown);
+    assert_eq!(run["failure"]["error_type"], "unknown_secret", "{run}");
+
+    for id in ["with-secret", "component-secret", "unknown-secret"] {
+        let history = server.cli_ok(&["workflow", "history", "--id", id]);
+        assert!(!history.contains(SECRET), "{id}'s history shows the secret");
+    }
+    server.cli_ok(&["workflow", "list"]);
+    drop(server);
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            let found = bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes());
+            assert!(!found, "{} contains the secret", path.display());
+        }
+    }
+}
+
+#[test]
+fn the_allow_list_can_restrict_methods() {
+    let dir = tempdir();
+    let services = common::Recorder::start();
+    let server = start(dir.path(), &["--allow-http", "GET,HEAD 127.0.0.1"]);
+    let post = serde_json::json!({ "method": "POST", "url": format!("{}/write", services.url) });
+    let run = relay(&server, "post", "http.request", post);
+    assert_eq!(run["failure"]["error_type"], "http_forbidden", "{run}");
+    assert!(run["failure"]["message"].as_str().unwrap().contains("POST"));
+    let get = serde_json::json!({ "method": "GET", "url": format!("{}/read", services.url) });
+    let run = relay(&server, "get", "http.request", get);
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(services.paths(), ["/read"]);
+}
+
+/// An activity component heartbeats through its import; a failed attempt's last
+/// heartbeat details reach the next attempt, and one that stops heartbeating fails
+/// with a heartbeat timeout (then is retried).
+#[test]
+fn component_heartbeats_carry_progress_to_the_next_attempt_and_silence_times_out() {
+    let dir = tempdir();
+    let progress = format!("progress={}", guest("progress-activity").display());
+    let server = start(dir.path(), &["--activity-module", &progress]);
+
+    let resume = serde_json::json!({
+        "activity": "progress", "max_attempts": 3, "heartbeat_ms": 5_000,
+        "input": { "steps": 6, "step_ms": 10, "heartbeat": true, "fail_attempt_at": 4 },
+    });
+    let run = relay_with(&server, "resume", resume);
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["output"]["attempt"], 2);
+    assert_eq!(
+        run["output"]["resumed_at"], 4,
+        "attempt 2 starts where attempt 1's heartbeats left off"
+    );
+
+    let silent = serde_json::json!({
+        "activity": "progress", "max_attempts": 2, "heartbeat_ms": 300,
+        "input": { "steps": 1, "step_ms": 3_000, "heartbeat": false },
+    });
+    let run = relay_with(&server, "silent", silent);
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["failure"]["error_type"], "heartbeat_timeout");
+    assert_eq!(run["failure"]["kind"], "timeout");
+    let history = server.cli_json(&["workflow", "history", "--id", "silent"]);
+    let attempts = history["failed_attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "both attempts timed out: {history}");
+}

@@ -44,6 +44,7 @@ impl Host {
                     journal.clone(),
                     runtime.clone(),
                     HttpAllowList::any(),
+                    spool::activity::Secrets::default(),
                     config.max_payload_bytes,
                 )
                 .unwrap(),
@@ -408,6 +409,7 @@ async fn a_result_whose_commit_failed_never_reaches_the_guest() {
             journal.clone(),
             runtime.clone(),
             HttpAllowList::any(),
+            spool::activity::Secrets::default(),
             config.max_payload_bytes,
         )
         .unwrap(),

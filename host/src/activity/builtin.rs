@@ -66,18 +66,25 @@ async fn http_request(executor: &ActivityExecutor, input: &str) -> Result<String
         )));
     }
     let host = url.host_str().unwrap_or_default();
-    if !executor.allow.allows(host, url.port_or_known_default()) {
+    let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| invalid(format!("method {:?}", request.method)))?;
+    if !executor
+        .allow
+        .allows(method.as_str(), host, url.port_or_known_default())
+    {
         return Err(Failure::new(
             FailureKind::Application,
             "http_forbidden",
-            format!("outgoing HTTP to {host} is not in the allow-list"),
+            format!("outgoing HTTP {method} to {host} is not in the allow-list"),
         )
         .non_retryable());
     }
-    let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| invalid(format!("method {:?}", request.method)))?;
     let mut builder = executor.http.request(method, url);
     for (name, value) in &request.headers {
+        // `{{secret:NAME}}` is filled in here, after the input was journaled.
+        let value = executor.secrets.substitute(value).map_err(|e| {
+            Failure::new(FailureKind::Application, "unknown_secret", e).non_retryable()
+        })?;
         builder = builder.header(name, value);
     }
     builder = match request.body {

@@ -3,10 +3,11 @@
 //! a fresh instance with memory limits; the attempt's time bound is the engine's
 //! start-to-close timeout.
 
+use super::AttemptContext;
 use super::HttpAllowList;
 use crate::ids::{ModuleHash, Namespace};
 use crate::journal::{Failure, FailureKind, Journal, ModuleRecord};
-use crate::runtime::activity_bindings::ActivityPre;
+use crate::runtime::activity_bindings::{Activity, ActivityImports, ActivityPre, AttemptInfo};
 use crate::runtime::{ModuleError, Runtime};
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,6 +28,24 @@ pub(super) struct ActivityState {
     hooks: AllowListHooks,
     table: ResourceTable,
     limits: StoreLimits,
+    attempt: AttemptContext,
+}
+
+/// The world's own imports: heartbeats and the attempt's number.
+impl ActivityImports for ActivityState {
+    fn heartbeat(&mut self, details: Option<String>) {
+        if let Some(heartbeats) = &self.attempt.heartbeats {
+            // The attempt's side is gone only when the attempt is over.
+            let _ = heartbeats.send(details);
+        }
+    }
+
+    fn attempt(&mut self) -> AttemptInfo {
+        AttemptInfo {
+            attempt: self.attempt.attempt,
+            heartbeat_details: self.attempt.heartbeat_details.clone(),
+        }
+    }
 }
 
 impl WasiView for ActivityState {
@@ -72,7 +91,11 @@ impl WasiHttpHooks for AllowListHooks {
             Some("https") => Some(443),
             _ => None,
         });
-        if !uri.host().is_some_and(|host| self.allow.allows(host, port)) {
+        let method = request.method().as_str();
+        if !uri
+            .host()
+            .is_some_and(|host| self.allow.allows(method, host, port))
+        {
             tracing::warn!(uri = %uri, "activity component's HTTP request denied by the allow-list");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
@@ -101,6 +124,11 @@ impl Components {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)?;
+        Activity::add_to_linker_imports::<_, wasmtime::component::HasSelf<ActivityState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(anyhow::Error::from)?;
         Ok(Self {
             linker,
             pres: Mutex::new(HashMap::new()),
@@ -164,24 +192,29 @@ impl Components {
     /// Runs one attempt of an activity component.
     pub(super) async fn execute(
         &self,
-        journal: &dyn Journal,
-        runtime: &Arc<Runtime>,
-        allow: &Arc<HttpAllowList>,
+        executor: &super::ActivityExecutor,
         module: &ModuleRecord,
         input: &str,
+        attempt: AttemptContext,
     ) -> Result<String, Failure> {
+        let runtime = &executor.runtime;
         let pre = self
-            .pre(journal, runtime, module)
+            .pre(&*executor.journal, runtime, module)
             .await
             .map_err(|e| Failure::new(FailureKind::Application, "activity_host_error", e))?;
         let limits = runtime.limits();
         let mut store = Store::new(
             runtime.engine(),
             ActivityState {
-                wasi: WasiCtx::builder().inherit_stderr().build(),
+                // Secrets reach the component as environment variables: configured
+                // per deployment, never part of its input, so never journaled.
+                wasi: WasiCtx::builder()
+                    .inherit_stderr()
+                    .envs(&executor.secrets.as_env())
+                    .build(),
                 http: WasiHttpCtx::new(),
                 hooks: AllowListHooks {
-                    allow: allow.clone(),
+                    allow: executor.allow.clone(),
                 },
                 table: ResourceTable::new(),
                 limits: StoreLimitsBuilder::new()
@@ -189,6 +222,7 @@ impl Components {
                     .table_elements(limits.max_table_elements)
                     .trap_on_grow_failure(true)
                     .build(),
+                attempt,
             },
         );
         store.limiter(|s| &mut s.limits);

@@ -13,45 +13,149 @@ use crate::journal::{Failure, FailureKind, Journal, ModuleKind};
 use crate::runtime::Runtime;
 use std::sync::Arc;
 
-/// Which hosts outgoing HTTP (the `http.request` built-in and activity components) may
-/// reach. Patterns: `*` (any), `example.com` (that host), `*.example.com` (subdomains),
-/// each optionally with `:port`.
+/// Which hosts, and with which methods, outgoing HTTP (the `http.request` built-in and
+/// activity components) may reach. A pattern is `[METHODS ]HOST[:PORT]`: HOST is `*`
+/// (any), `example.com` (that host) or `*.example.com` (its subdomains); METHODS, if
+/// given, a comma-separated list such as `GET,HEAD` (otherwise any method).
 #[derive(Clone, Debug)]
 pub struct HttpAllowList {
-    patterns: Vec<String>,
+    rules: Vec<AllowRule>,
+}
+
+#[derive(Clone, Debug)]
+struct AllowRule {
+    /// Upper case; empty means any method.
+    methods: Vec<String>,
+    host: String,
+    port: Option<u16>,
 }
 
 impl HttpAllowList {
     pub fn any() -> Self {
-        Self {
-            patterns: vec!["*".into()],
-        }
+        Self::new(vec!["*".into()])
     }
 
     pub fn new(patterns: Vec<String>) -> Self {
-        Self {
-            patterns: patterns
-                .into_iter()
-                .map(|p| p.to_ascii_lowercase())
-                .collect(),
-        }
+        let rules = patterns
+            .iter()
+            .map(|pattern| {
+                let (methods, target) = match pattern.trim().split_once(' ') {
+                    Some((methods, target)) => (
+                        methods
+                            .split(',')
+                            .map(|m| m.trim().to_ascii_uppercase())
+                            .filter(|m| !m.is_empty())
+                            .collect(),
+                        target.trim(),
+                    ),
+                    None => (Vec::new(), pattern.trim()),
+                };
+                let target = target.to_ascii_lowercase();
+                let (host, port) = match target.rsplit_once(':') {
+                    Some((h, p)) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => {
+                        (h.to_owned(), p.parse::<u16>().ok())
+                    }
+                    _ => (target.clone(), None),
+                };
+                AllowRule {
+                    methods,
+                    host,
+                    port,
+                }
+            })
+            .collect();
+        Self { rules }
     }
 
-    pub fn allows(&self, host: &str, port: Option<u16>) -> bool {
+    pub fn allows(&self, method: &str, host: &str, port: Option<u16>) -> bool {
         let host = host.to_ascii_lowercase();
-        self.patterns.iter().any(|pattern| {
-            let (host_pattern, port_pattern) = match pattern.rsplit_once(':') {
-                Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h, p.parse::<u16>().ok()),
-                _ => (pattern.as_str(), None),
-            };
-            let host_ok = host_pattern == "*"
-                || host_pattern == host
-                || host_pattern
+        self.rules.iter().any(|rule| {
+            let host_ok = rule.host == "*"
+                || rule.host == host
+                || rule
+                    .host
                     .strip_prefix("*.")
                     .is_some_and(|suffix| host.ends_with(&format!(".{suffix}")));
-            host_ok && (port_pattern.is_none() || port_pattern == port)
+            let method_ok = rule.methods.is_empty()
+                || rule.methods.iter().any(|m| m.eq_ignore_ascii_case(method));
+            host_ok && method_ok && (rule.port.is_none() || rule.port == port)
         })
     }
+}
+
+/// Secrets for activities, set in the server's configuration: environment variables of
+/// activity components, and `{{secret:NAME}}` in `http.request` header values. Never
+/// part of an activity's input, so never journaled; never logged.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    values: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    /// Names only: a secret's value never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.values.keys()).finish()
+    }
+}
+
+impl Secrets {
+    /// Checks the names (`A-Z`, `0-9`, `_`, not starting with a digit).
+    pub fn new(values: impl IntoIterator<Item = (String, String)>) -> Result<Self, String> {
+        let values: std::collections::BTreeMap<String, String> = values.into_iter().collect();
+        for name in values.keys() {
+            let valid = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                return Err(format!(
+                    "secret name {name:?}: use A-Z, 0-9 and _, not starting with a digit"
+                ));
+            }
+        }
+        Ok(Self { values })
+    }
+
+    fn as_env(&self) -> Vec<(String, String)> {
+        self.values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Replaces every `{{secret:NAME}}` in `text`; an unknown name is an error that
+    /// names it.
+    fn substitute(&self, text: &str) -> Result<String, String> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find("{{secret:") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + "{{secret:".len()..];
+            let end = after
+                .find("}}")
+                .ok_or_else(|| "an unclosed {{secret:...}}".to_owned())?;
+            let name = &after[..end];
+            let value = self
+                .values
+                .get(name)
+                .ok_or_else(|| format!("no secret named {name:?} is configured"))?;
+            out.push_str(value);
+            rest = &after[end + 2..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+/// What one attempt of an activity knows, and where its heartbeats go.
+#[derive(Debug, Default)]
+pub struct AttemptContext {
+    pub attempt: u32,
+    /// The previous attempt's last heartbeat details.
+    pub heartbeat_details: Option<String>,
+    /// Receives this attempt's heartbeats (their details), if anyone listens.
+    pub heartbeats: Option<tokio::sync::mpsc::UnboundedSender<Option<String>>>,
 }
 
 pub struct ActivityExecutor {
@@ -60,6 +164,7 @@ pub struct ActivityExecutor {
     components: component::Components,
     http: reqwest::Client,
     allow: Arc<HttpAllowList>,
+    secrets: Secrets,
     max_payload_bytes: usize,
     task_queues: task_queue::TaskQueues,
 }
@@ -69,6 +174,7 @@ impl ActivityExecutor {
         journal: Arc<dyn Journal>,
         runtime: Arc<Runtime>,
         allow: HttpAllowList,
+        secrets: Secrets,
         max_payload_bytes: usize,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
@@ -82,6 +188,7 @@ impl ActivityExecutor {
             components,
             http,
             allow: Arc::new(allow),
+            secrets,
             max_payload_bytes,
             task_queues: task_queue::TaskQueues::default(),
         })
@@ -106,6 +213,7 @@ impl ActivityExecutor {
         namespace: &Namespace,
         name: &str,
         input: &str,
+        attempt: AttemptContext,
     ) -> Result<String, Failure> {
         if let Some(result) = builtin::execute(self, name, input).await {
             return result;
@@ -118,7 +226,7 @@ impl ActivityExecutor {
         match module {
             Some(module) if module.kind == ModuleKind::Activity => {
                 self.components
-                    .execute(&*self.journal, &self.runtime, &self.allow, &module, input)
+                    .execute(self, &module, input, attempt)
                     .await
             }
             _ => Err(Failure::new(
@@ -144,15 +252,32 @@ mod tests {
             "api.example.com".into(),
             "*.internal".into(),
             "127.0.0.1:8080".into(),
+            "GET,HEAD reports.example.com".into(),
         ]);
-        assert!(list.allows("api.example.com", Some(443)));
-        assert!(list.allows("API.example.com", None));
-        assert!(!list.allows("evil.com", Some(443)));
-        assert!(!list.allows("example.com", Some(443)));
-        assert!(list.allows("db.internal", Some(5432)));
-        assert!(!list.allows("internal", Some(5432)));
-        assert!(list.allows("127.0.0.1", Some(8080)));
-        assert!(!list.allows("127.0.0.1", Some(9090)));
-        assert!(HttpAllowList::any().allows("anything", Some(1)));
+        assert!(list.allows("POST", "api.example.com", Some(443)));
+        assert!(list.allows("GET", "API.example.com", None));
+        assert!(!list.allows("GET", "evil.com", Some(443)));
+        assert!(!list.allows("GET", "example.com", Some(443)));
+        assert!(list.allows("GET", "db.internal", Some(5432)));
+        assert!(!list.allows("GET", "internal", Some(5432)));
+        assert!(list.allows("GET", "127.0.0.1", Some(8080)));
+        assert!(!list.allows("GET", "127.0.0.1", Some(9090)));
+        assert!(list.allows("get", "reports.example.com", Some(443)));
+        assert!(!list.allows("POST", "reports.example.com", Some(443)));
+        assert!(HttpAllowList::any().allows("DELETE", "anything", Some(1)));
+    }
+
+    #[test]
+    fn secrets_fill_placeholders_and_never_show_their_values() {
+        let secrets = Secrets::new([("API_KEY".to_owned(), "s3cr3t".to_owned())]).unwrap();
+        assert_eq!(
+            secrets.substitute("Bearer {{secret:API_KEY}}").unwrap(),
+            "Bearer s3cr3t"
+        );
+        assert_eq!(secrets.substitute("plain").unwrap(), "plain");
+        let unknown = secrets.substitute("{{secret:OTHER}}").unwrap_err();
+        assert!(unknown.contains("OTHER") && !unknown.contains("s3cr3t"));
+        assert!(!format!("{secrets:?}").contains("s3cr3t"));
+        assert!(Secrets::new([("lower".to_owned(), String::new())]).is_err());
     }
 }

@@ -75,14 +75,30 @@ enum ServerCommand {
         /// Upload an activity module at start: NAME=FILE.wasm (repeatable).
         #[arg(long = "activity-module", value_parser = parse_module_arg)]
         activity_modules: Vec<(TypeName, PathBuf)>,
-        /// Restrict outgoing HTTP of activities to these hosts (repeatable; default: any).
+        /// Restrict outgoing HTTP of activities: "[METHODS ]HOST[:PORT]", e.g.
+        /// "api.example.com" or "GET,HEAD *.example.com:443" (repeatable; default: any).
         #[arg(long = "allow-http")]
         allow_http: Vec<String>,
+        /// A secret for activities: NAME=VALUE, or NAME to take the value from this
+        /// process's environment variable NAME (repeatable). Activity components see
+        /// it as an environment variable; `http.request` header values may say
+        /// {{secret:NAME}}. Never journaled or logged.
+        #[arg(long = "secret", value_parser = parse_secret_arg)]
+        secrets: Vec<(String, String)>,
         /// Drop a waiting guest from memory when its next timer is further away than this
         /// many milliseconds (it is rebuilt by replay). Negative: never.
         #[arg(long, default_value_t = 5_000, allow_negative_numbers = true)]
         evict_after_ms: i64,
     },
+}
+
+fn parse_secret_arg(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) => Ok((name.to_owned(), value.to_owned())),
+        None => std::env::var(s)
+            .map(|value| (s.to_owned(), value))
+            .map_err(|_| format!("no environment variable {s} to take the secret from")),
+    }
 }
 
 fn parse_module_arg(s: &str) -> Result<(TypeName, PathBuf), String> {
@@ -254,6 +270,7 @@ async fn run(cli: Cli) -> ExitCode {
             modules,
             activity_modules,
             allow_http,
+            secrets,
             evict_after_ms,
         }) => {
             let config = DevServerConfig {
@@ -263,6 +280,7 @@ async fn run(cli: Cli) -> ExitCode {
                 modules,
                 activity_modules,
                 allow_http,
+                secrets,
                 evict_after: u64::try_from(evict_after_ms)
                     .ok()
                     .map(Duration::from_millis),

@@ -14,7 +14,7 @@
 //! is not part of replay. After a restart the attempt count goes on from the log.
 
 use crate::activity::task_queue::{Report, Task};
-use crate::activity::ActivityExecutor;
+use crate::activity::{ActivityExecutor, AttemptContext};
 use crate::clock::{Clock, EpochMs};
 use crate::ids::{Handle, Namespace, RunId, WorkflowId};
 use crate::journal::{ActivityOptions, AttemptRecord, Failure, FailureKind, Journal, Write};
@@ -96,17 +96,65 @@ async fn one_attempt(
     details: &mut Option<String>,
 ) -> Result<String, Failure> {
     let options = activity.options;
-    let Some(queue) = &options.task_queue else {
-        let deadline = activity
-            .clock
-            .now_ms()
-            .saturating_add(options.start_to_close_timeout_ms);
-        return tokio::select! {
-            outcome = activity.executor.execute(activity.namespace, activity.name, activity.input) => outcome,
-            () = activity.clock.sleep_until(deadline) => Err(start_to_close_timeout(attempt, options)),
-        };
+    match &options.task_queue {
+        Some(queue) => remote_attempt(activity, queue, attempt, details).await,
+        None => local_attempt(activity, attempt, details).await,
+    }
+}
+
+/// An attempt run by the host: a built-in, or an activity component (which may
+/// heartbeat through its `heartbeat` import).
+async fn local_attempt(
+    activity: &Activity<'_>,
+    attempt: u32,
+    details: &mut Option<String>,
+) -> Result<String, Failure> {
+    let (options, clock) = (activity.options, activity.clock);
+    let (heartbeats, mut beats) = tokio::sync::mpsc::unbounded_channel();
+    let context = AttemptContext {
+        attempt,
+        heartbeat_details: details.clone(),
+        heartbeats: Some(heartbeats),
     };
-    remote_attempt(activity, queue, attempt, details).await
+    let execute =
+        activity
+            .executor
+            .execute(activity.namespace, activity.name, activity.input, context);
+    tokio::pin!(execute);
+    let close_deadline = clock
+        .now_ms()
+        .saturating_add(options.start_to_close_timeout_ms);
+    // Built-ins cannot heartbeat: a heartbeat timeout binds activity components only.
+    let heartbeat_due = |now: EpochMs| {
+        options
+            .heartbeat_timeout_ms
+            .filter(|_| !crate::activity::is_builtin(activity.name))
+            .map(|t| now.saturating_add(t))
+    };
+    let mut heartbeat_deadline = heartbeat_due(clock.now_ms());
+    loop {
+        tokio::select! {
+            outcome = &mut execute => {
+                // Heartbeats sent just before the end are still in the channel.
+                while let Ok(new_details) = beats.try_recv() {
+                    if new_details.is_some() {
+                        *details = new_details;
+                    }
+                }
+                return outcome;
+            }
+            Some(new_details) = beats.recv() => {
+                if new_details.is_some() {
+                    *details = new_details;
+                }
+                heartbeat_deadline = heartbeat_due(clock.now_ms());
+            }
+            () = clock.sleep_until(close_deadline) => {
+                return Err(start_to_close_timeout(attempt, options));
+            }
+            () = sleep_until(clock, heartbeat_deadline) => return Err(heartbeat_timeout(attempt, options)),
+        }
+    }
 }
 
 /// An attempt handed to a worker of `queue`: queued, taken, heartbeated, reported.
@@ -194,18 +242,20 @@ async fn follow(
             () = clock.sleep_until(close_deadline) => {
                 return Err(start_to_close_timeout(attempt, options));
             }
-            () = sleep_until(clock, heartbeat_deadline) => {
-                return Err(Failure::new(
-                    FailureKind::Timeout,
-                    "heartbeat_timeout",
-                    format!(
-                        "attempt {attempt} sent no heartbeat for {} ms; its worker is presumed dead",
-                        options.heartbeat_timeout_ms.unwrap_or_default()
-                    ),
-                ));
-            }
+            () = sleep_until(clock, heartbeat_deadline) => return Err(heartbeat_timeout(attempt, options)),
         }
     }
+}
+
+fn heartbeat_timeout(attempt: u32, options: &ActivityOptions) -> Failure {
+    Failure::new(
+        FailureKind::Timeout,
+        "heartbeat_timeout",
+        format!(
+            "attempt {attempt} sent no heartbeat for {} ms; it is presumed dead",
+            options.heartbeat_timeout_ms.unwrap_or_default()
+        ),
+    )
 }
 
 fn start_to_close_timeout(attempt: u32, options: &ActivityOptions) -> Failure {

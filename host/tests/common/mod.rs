@@ -334,6 +334,8 @@ pub struct Recorded {
     /// The body as JSON (a JSON string if it was not JSON).
     pub body: serde_json::Value,
     pub at: std::time::SystemTime,
+    /// The `authorization` header, if any.
+    pub authorization: Option<String>,
 }
 
 #[derive(Default)]
@@ -420,9 +422,14 @@ impl Recorder {
 async fn record(
     State(state): State<Arc<Mutex<RecorderState>>>,
     uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> (axum::http::StatusCode, Json<serde_json::Value>) {
     let path = uri.path().to_owned();
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = serde_json::from_slice(&body)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into()));
     let (status, answer, hold) = {
@@ -431,6 +438,7 @@ async fn record(
             path: path.clone(),
             body: body.clone(),
             at: std::time::SystemTime::now(),
+            authorization,
         });
         let call = s.calls.iter().filter(|c| c.path == path).count();
         let (status, answer) = s.answers.get(&path).cloned().unwrap_or_else(|| {
