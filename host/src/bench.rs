@@ -1,6 +1,8 @@
 //! `spool bench`: the workload runner. Against a running server it measures
-//! (a) start→result latency of a workflow with one no-op activity, sequentially, and
-//! (b) throughput of many concurrent workflows of sequential activities, in steps/s.
+//! (a) start→result latency of a workflow with one no-op activity, sequentially,
+//! (b) throughput of many concurrent workflows of sequential activities, in steps/s,
+//! and (c) fan-out: start→result latency of a workflow that runs N activities at once,
+//! one run at a time, with the attempts the activities took.
 //! It uses the `steps` test workflow (tests/guests/steps) and the `spool.echo` built-in.
 
 use crate::cli::client::Client;
@@ -22,6 +24,12 @@ pub struct BenchArgs {
     /// Sequential activities per workflow in the throughput measurement.
     #[arg(long, default_value_t = 10)]
     steps: u32,
+    /// Activities started at once by each workflow of the fan-out measurement.
+    #[arg(long, default_value_t = 100)]
+    fan_out: u32,
+    /// Sequential runs of the fan-out measurement.
+    #[arg(long, default_value_t = 20)]
+    fan_out_runs: usize,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -130,5 +138,52 @@ async fn bench(address: &str, namespace: &str, args: BenchArgs) -> Result<(), St
     if failed > 0 {
         return Err(format!("{failed} workflows did not complete"));
     }
+    fan_out(&client, &tag, &args).await
+}
+
+/// (c) One workflow at a time, each starting `fan_out` activities at once.
+async fn fan_out(client: &Client, tag: &str, args: &BenchArgs) -> Result<(), String> {
+    let mut latencies = Vec::with_capacity(args.fan_out_runs);
+    let mut attempts = 0_u64;
+    for i in 0..args.fan_out_runs {
+        let id = format!("bench-fan-{tag}-{i}");
+        let started = Instant::now();
+        let input = serde_json::json!({ "steps": args.fan_out, "mode": "parallel" });
+        client
+            .start("bench-steps", &id, input, "fail")
+            .await
+            .map_err(|e| e.to_string())?;
+        let run = client
+            .result(&id, Some(Duration::from_secs(120)))
+            .await
+            .map_err(|e| e.to_string())?;
+        latencies.push(started.elapsed());
+        if run["status"] != "completed" {
+            return Err(format!(
+                "run {id} ended {}: {}",
+                run["status"], run["failure"]
+            ));
+        }
+        let history = client.history(&id).await.map_err(|e| e.to_string())?;
+        attempts += history["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"] == "activity_completed")
+            .filter_map(|e| e["attempts"].as_u64())
+            .sum::<u64>();
+    }
+    latencies.sort();
+    let total: Duration = latencies.iter().sum();
+    let activities = args.fan_out_runs as f64 * f64::from(args.fan_out);
+    println!(
+        "fan-out: {} runs of {} parallel activities: p50 {:.2} ms, p99 {:.2} ms per run, {:.0} activities/s, {:.2} attempts per activity",
+        latencies.len(),
+        args.fan_out,
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.99)),
+        activities / total.as_secs_f64(),
+        attempts as f64 / activities,
+    );
     Ok(())
 }
