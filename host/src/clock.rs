@@ -55,17 +55,50 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     now: Arc<watch::Sender<EpochMs>>,
+    /// The deadlines of the `sleep_until` futures waiting right now.
+    sleeping: Arc<std::sync::Mutex<Vec<EpochMs>>>,
 }
 
 impl ManualClock {
     pub fn new(start_ms: EpochMs) -> Self {
         Self {
             now: Arc::new(watch::channel(start_ms).0),
+            sleeping: Arc::default(),
         }
     }
 
     pub fn advance(&self, by: Duration) {
         self.now.send_modify(|now| *now += by.as_millis() as u64);
+    }
+
+    /// The deadlines that sleepers wait for right now, earliest first: lets a test move
+    /// time exactly to the moment the code under test waits for.
+    pub fn sleeping(&self) -> Vec<EpochMs> {
+        let mut deadlines = self.sleeping.lock().map(|d| d.clone()).unwrap_or_default();
+        deadlines.sort_unstable();
+        deadlines
+    }
+
+    /// Sets the time to `to_ms` (never backwards).
+    pub fn advance_to(&self, to_ms: EpochMs) {
+        self.now.send_modify(|now| *now = (*now).max(to_ms));
+    }
+}
+
+/// One sleeper's entry in [`ManualClock::sleeping`], removed when the sleep ends or is
+/// dropped.
+struct Sleeping {
+    deadlines: Arc<std::sync::Mutex<Vec<EpochMs>>>,
+    deadline: EpochMs,
+}
+
+impl Drop for Sleeping {
+    fn drop(&mut self) {
+        if let Ok(mut deadlines) = self.deadlines.lock() {
+            if let Some(at) = deadlines.iter().position(|d| *d == self.deadline) {
+                deadlines.swap_remove(at);
+            }
+        }
     }
 }
 
@@ -79,7 +112,15 @@ impl Clock for ManualClock {
         deadline_ms: EpochMs,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         let mut rx = self.now.subscribe();
+        if let Ok(mut deadlines) = self.sleeping.lock() {
+            deadlines.push(deadline_ms);
+        }
+        let sleeping = Sleeping {
+            deadlines: self.sleeping.clone(),
+            deadline: deadline_ms,
+        };
         Box::pin(async move {
+            let _sleeping = sleeping;
             // The sender lives as long as `self`, so `wait_for` ends only by the predicate.
             let _ = rx.wait_for(|now| *now >= deadline_ms).await;
         })

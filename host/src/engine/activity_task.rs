@@ -324,3 +324,176 @@ async fn record_attempt(
     };
     drop(activity.journal.submit(Write::RecordAttempt(record)).await);
 }
+
+#[cfg(test)]
+mod tests {
+    //! The retry and timeout rules on an injected clock: every attempt of an
+    //! `http.request` to a closed port fails at once (a retryable transport error), so
+    //! the attempt log's start times are exactly the policy's schedule.
+
+    use super::*;
+    use crate::activity::{HttpAllowList, Secrets};
+    use crate::clock::ManualClock;
+    use crate::journal::sqlite::SqliteJournal;
+    use crate::journal::RetryPolicy;
+    use crate::runtime::{Runtime, SandboxLimits};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    const T0: EpochMs = 1_800_000_000_000;
+
+    struct Fixture {
+        journal: Arc<SqliteJournal>,
+        executor: ActivityExecutor,
+        clock: ManualClock,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(SqliteJournal::open(dir.path().join("j.db")).unwrap());
+        let runtime = Runtime::new(SandboxLimits::default(), None).unwrap();
+        let executor = ActivityExecutor::new(
+            journal.clone(),
+            runtime,
+            HttpAllowList::any(),
+            Secrets::default(),
+            1 << 20,
+        )
+        .unwrap();
+        Fixture {
+            journal,
+            executor,
+            clock: ManualClock::new(T0),
+            _dir: dir,
+        }
+    }
+
+    /// An `http.request` input whose every attempt fails at once.
+    fn unreachable() -> String {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        serde_json::json!({ "url": format!("http://127.0.0.1:{port}/") }).to_string()
+    }
+
+    fn policy(maximum_attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            initial_interval_ms: 100,
+            backoff_coefficient: 2.0,
+            maximum_interval_ms: 300,
+            maximum_attempts,
+            non_retryable_error_types: Vec::new(),
+        }
+    }
+
+    /// Runs the activity with `options`, moving the clock to the deadline the activity
+    /// sleeps for whenever a failed attempt has been logged and it waits for its next
+    /// one (its only sleep then), and returns the outcome, the attempts made, and the
+    /// logged attempts' start times relative to T0.
+    async fn run(
+        fixture: &Fixture,
+        options: ActivityOptions,
+    ) -> (Result<String, Failure>, u32, Vec<u64>) {
+        let run_id = RunId("run-1".into());
+        let input = unreachable();
+        let activity = Activity {
+            executor: &fixture.executor,
+            clock: &fixture.clock,
+            journal: &*fixture.journal,
+            namespace: &Namespace::default_namespace(),
+            workflow_id: &WorkflowId("w".into()),
+            run_id: &run_id,
+            handle: Handle(1),
+            name: "http.request",
+            input: &input,
+            options: &options,
+            scheduled_at_ms: T0,
+            previous_attempts: 0,
+        };
+        let outcome = run_with_retries(activity);
+        tokio::pin!(outcome);
+        let mut seen = 0;
+        let (result, attempts) = loop {
+            tokio::select! {
+                done = &mut outcome => break done,
+                () = tokio::time::sleep(Duration::from_millis(5)) => {
+                    let logged = fixture.journal.attempts(&run_id).await.unwrap().len();
+                    if let [backoff] = fixture.clock.sleeping()[..] {
+                        if logged > seen {
+                            seen = logged;
+                            fixture.clock.advance_to(backoff);
+                        }
+                    }
+                }
+            }
+        };
+        // The log is written without waiting for the commit: let the last one land.
+        let mut logged = Vec::new();
+        for _ in 0..400 {
+            logged = fixture.journal.attempts(&run_id).await.unwrap();
+            if logged.len() == attempts as usize {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let starts = logged.iter().map(|a| a.started_at_ms - T0).collect();
+        (result, attempts, starts)
+    }
+
+    #[tokio::test]
+    async fn attempts_follow_the_backoff_schedule_up_to_the_maximum_interval_and_count() {
+        let fixture = fixture();
+        let options = ActivityOptions {
+            retry: policy(5),
+            ..ActivityOptions::default()
+        };
+        let (result, attempts, starts) = run(&fixture, options).await;
+        assert_eq!(attempts, 5);
+        assert_eq!(result.unwrap_err().error_type, "http_transport");
+        assert_eq!(starts.len(), 5);
+        assert_eq!(starts[0], 0);
+        let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        // min(100 * 2^(n-1), 300): the interval doubles until the cap.
+        assert_eq!(gaps, [100, 200, 300, 300]);
+    }
+
+    #[tokio::test]
+    async fn a_non_retryable_error_type_ends_the_activity_after_one_attempt() {
+        let fixture = fixture();
+        let mut retry = policy(5);
+        retry.non_retryable_error_types = vec!["http_transport".into()];
+        let options = ActivityOptions {
+            retry,
+            ..ActivityOptions::default()
+        };
+        let (result, attempts, starts) = run(&fixture, options).await;
+        assert_eq!(attempts, 1);
+        assert_eq!(result.unwrap_err().error_type, "http_transport");
+        assert_eq!(starts, [0]);
+    }
+
+    #[tokio::test]
+    async fn the_schedule_to_close_timeout_bounds_all_attempts_together() {
+        let fixture = fixture();
+        let options = ActivityOptions {
+            // Unlimited attempts: only the schedule-to-close budget stops them.
+            retry: policy(0),
+            schedule_to_close_timeout_ms: Some(650),
+            ..ActivityOptions::default()
+        };
+        let (result, attempts, starts) = run(&fixture, options).await;
+        let failure = result.unwrap_err();
+        assert_eq!(failure.error_type, "schedule_to_close_timeout");
+        assert_eq!(failure.kind, FailureKind::Timeout);
+        assert!(
+            failure.message.contains("http_transport")
+                || failure.message.contains("request failed")
+        );
+        // Attempts at 0, 100, 300, 600; the next would start at 900, past 650.
+        assert_eq!(starts, [0, 100, 300, 600]);
+        assert_eq!(attempts, 4);
+    }
+}
