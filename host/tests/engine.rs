@@ -452,3 +452,63 @@ async fn a_result_whose_commit_failed_never_reaches_the_guest() {
         .count();
     assert_eq!(results, 2, "one result per activity");
 }
+
+/// The expense-approval example's seven-day wait, on an injected clock: nothing
+/// happens before the seventh day; then the run times out, says so to the notification
+/// service, and ends `timed_out`. A second run approved on day six ends approved.
+#[test]
+fn expense_approval_waits_seven_days_for_a_decision_then_times_out() {
+    const WEEK_SECS: u64 = 7 * 24 * 3_600;
+    let dir = common::tempdir();
+    let db = dir.path().join("spool.db");
+    let clock = ManualClock::new(1_800_000_000_000);
+    let sink = common::Sink::start();
+    let host = Host::start(&db, &clock, Some(Duration::from_secs(5)));
+    host.upload("expense-approval", "expense-approval");
+    let input = |id: &str| {
+        serde_json::json!({
+            "expense_id": id, "amount": 99, "requester": "bob",
+            "notify_endpoint": sink.url, "timeout_secs": WEEK_SECS,
+        })
+        .to_string()
+    };
+    host.start_run("expense-approval", "exp-week", &input("exp-week"));
+    host.start_run("expense-approval", "exp-day6", &input("exp-day6"));
+    for id in ["exp-week", "exp-day6"] {
+        host.wait_until(id, "the decision timer is started", |e| {
+            has_type(e, "timer_started")
+        });
+    }
+
+    clock.advance(Duration::from_millis(6 * DAY_MS));
+    host.rt
+        .block_on(host.engine.signal(
+            &Namespace::default_namespace(),
+            &WorkflowId("exp-day6".into()),
+            "approve",
+            r#"{"by": "alice"}"#,
+        ))
+        .unwrap();
+    host.wait_for_status("exp-day6", RunStatus::Completed);
+    let approved: serde_json::Value =
+        serde_json::from_str(host.run("exp-day6").output.as_deref().unwrap()).unwrap();
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["decided_by"], "alice");
+
+    // A minute short of the week: still waiting, nothing sent but the request.
+    clock.advance(Duration::from_millis(DAY_MS - 60_000));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(host.run("exp-week").status, RunStatus::Running);
+    assert!(!has_type(&host.events("exp-week"), "timer_fired"));
+    assert_eq!(sink.count("timed-out"), 0);
+
+    clock.advance(Duration::from_millis(60_000));
+    host.wait_for_status("exp-week", RunStatus::Completed);
+    let timed_out: serde_json::Value =
+        serde_json::from_str(host.run("exp-week").output.as_deref().unwrap()).unwrap();
+    assert_eq!(timed_out["status"], "timed_out", "{timed_out}");
+    assert!(timed_out["decided_by"].is_null());
+    assert_eq!(sink.count("approval-requested"), 2);
+    assert_eq!(sink.count("timed-out"), 1);
+    assert_eq!(sink.count("approved"), 1);
+}
