@@ -496,15 +496,20 @@ impl RunHost {
                         .max()
                         .unwrap_or(0);
                     let inner = self.inner.clone();
-                    let run = self.run.clone();
+                    // The names only: the run's input may be large.
+                    let (namespace, workflow_id, run_id) = (
+                        self.run.namespace.clone(),
+                        self.run.workflow_id.clone(),
+                        self.run.run_id.clone(),
+                    );
                     let task = tokio::spawn(async move {
                         let activity = activity_task::Activity {
                             executor: &inner.activities,
                             clock: &*inner.clock,
                             journal: &*inner.journal,
-                            namespace: &run.namespace,
-                            workflow_id: &run.workflow_id,
-                            run_id: &run.run_id,
+                            namespace: &namespace,
+                            workflow_id: &workflow_id,
+                            run_id: &run_id,
                             handle,
                             name: &name,
                             input: &input,
