@@ -73,9 +73,9 @@
 //!   [`Context::random_bytes`];
 //! - do side effects (HTTP, files, anything that talks to the world) in activities,
 //!   never in the workflow itself;
-//! - do not change the order of activities and timers in a workflow that has runs in
-//!   flight: the host compares each command to the journal and fails the run when
-//!   they differ.
+//! - do not change the order of activities, timers and child workflows in a workflow
+//!   that has runs in flight: the host compares each command to the journal and fails
+//!   the run when they differ.
 //!
 //! Running several activities at once is deterministic:
 //! [`ActivityBuilder::start`] returns at once, and [`Context::all`] and
@@ -170,6 +170,55 @@
 //! the [`Context`], so they cannot start activities or timers. Query names starting
 //! with `spool.` are reserved for the host: registering a handler for one panics.
 //!
+//! # Updates
+//!
+//! An update is a request from outside that may change the workflow's state and gets an
+//! answer (`spool workflow update --id ID --name NAME --input JSON`). Unlike a query it
+//! is journaled, so its handler may change state (shared through an `Rc`), and replay
+//! applies it again at the same point. [`Context::update_handler`] registers a handler
+//! that returns `Ok(answer)` (any `Serialize` value) or `Err(message)`, which fails the
+//! update, not the run. [`Context::update_handler_with_validator`] adds a validator
+//! that may refuse the update before it is journaled: the host asks it in an instance
+//! of its own, like a query, and a refusal reaches the caller as `update_rejected`
+//! without a trace in the run. An accepted update is validated again when it arrives,
+//! since the state may have changed; a refusal then fails it.
+//!
+//! The workflow does not wait for updates: the SDK runs the handler inside whatever
+//! wait the workflow is in (an activity, a timer, a signal: any wait), answers, and the
+//! wait goes on; [`Context::wait_condition`] checks its condition again after each
+//! update. Handlers cannot reach the [`Context`], so they start no activities: they
+//! change state that the workflow acts on.
+//!
+//! ```no_run
+//! use std::cell::Cell;
+//! use std::rc::Rc;
+//! use std::time::Duration;
+//! use spool_sdk::{Context, WorkflowError};
+//!
+//! fn book(ctx: &Context, seats: u32) -> Result<u32, WorkflowError> {
+//!     let seats = Rc::new(Cell::new(seats));
+//!     let (check, apply) = (Rc::clone(&seats), Rc::clone(&seats));
+//!     // `spool workflow update --id ID --name add_seats --input 2` answers the new total.
+//!     ctx.update_handler_with_validator(
+//!         "add_seats",
+//!         move |more: &u32| {
+//!             if check.get() + more <= 10 { Ok(()) } else { Err("at most 10 seats".to_owned()) }
+//!         },
+//!         move |more: u32| {
+//!             apply.set(apply.get() + more);
+//!             Ok(apply.get())
+//!         },
+//!     );
+//!     ctx.sleep(Duration::from_secs(86_400))?; // updates are applied during this wait
+//!     ctx.activity("tickets.issue").input(&seats.get()).call::<()>()?;
+//!     Ok(seats.get())
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! Update names starting with `spool.` are reserved for the host: registering a handler
+//! for one panics.
+//!
 //! # Cancellation
 //!
 //! An operator cancels a run with `spool workflow cancel --id ID --reason TEXT`. The
@@ -185,6 +234,7 @@
 //! | [`Context::sleep`], [`TimerHandle::wait`] | `Err(WorkflowError)` |
 //! | [`Context::wait_signal`], [`Context::wait_condition`], [`SignalHandle::input`] | `Err(WorkflowError)` |
 //! | [`Context::any`] | `Err(WorkflowError)` |
+//! | [`ChildWorkflowBuilder::call`], [`ChildWorkflowHandle::result`] | `Err(WorkflowError)`; the handle stays pending |
 //!
 //! The request is delivered once. The wait it interrupts is the only one that fails;
 //! later waits work normally, so the workflow can clean up (undo what it did: a
@@ -213,6 +263,42 @@
 //!     }
 //!     ctx.activity("rooms.confirm").input(&hold).call::<()>()?;
 //!     Ok(hold)
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! # Child workflows
+//!
+//! [`Context::child_workflow`] starts another workflow (any workflow type uploaded in
+//! the same namespace) as a child: a run of its own, with its own workflow id, history
+//! and retries, which `spool workflow list --parent ID` lists. The host creates the
+//! child run in the same transaction that journals the command, so a crash neither
+//! loses it nor starts it twice. [`ChildWorkflowBuilder::start`] returns a
+//! [`ChildWorkflowHandle`] at once (race several with [`Context::any`], which reports
+//! [`Outcome::Child`]); [`ChildWorkflowBuilder::call`] waits for the output. A child
+//! that continues as new is followed to the end of its chain; one whose id is taken by
+//! a running workflow, or whose type is unknown, fails its handle (error type
+//! `"already_running"`, `"unknown_workflow_type"`).
+//!
+//! When the parent's run closes (continue-as-new included), a child still running is
+//! handled by its [`ParentClosePolicy`]: terminated (the default), asked to cancel, or
+//! left running. Cancelling the parent asks its children to cancel too, except
+//! abandoned ones.
+//!
+//! ```no_run
+//! use spool_sdk::{Context, ParentClosePolicy, WorkflowError};
+//!
+//! fn fulfil(ctx: &Context, order: String) -> Result<String, WorkflowError> {
+//!     // Without `.id(..)` the child's id is "<this workflow's id>.child-<n>".
+//!     let shipping = ctx
+//!         .child_workflow("shipping")
+//!         .id(format!("ship-{order}"))
+//!         .input(&order)
+//!         .parent_close_policy(ParentClosePolicy::RequestCancel)
+//!         .start();
+//!     ctx.activity("billing.invoice").input(&order).call::<()>()?;
+//!     let tracking: String = shipping.result()?; // the child's output
+//!     Ok(tracking)
 //! }
 //! # fn main() {}
 //! ```
@@ -255,8 +341,14 @@
 //!   [`Context::wait_condition`], [`SignalHandle`]: receiving signals.
 //! - `query.rs`: [`Context::query_handler`]: the query handlers, in a registry that
 //!   outlives the run, answering queries during waits and through the `query` export.
+//! - `update.rs`: [`Context::update_handler`],
+//!   [`Context::update_handler_with_validator`]: the update handlers, in a registry
+//!   like the query handlers'.
+//! - `child.rs`: [`Context::child_workflow`], [`ChildWorkflowBuilder`],
+//!   [`ChildWorkflowHandle`], [`ParentClosePolicy`]: child workflows.
 //! - `cancel.rs`: [`Context::is_cancelled`], [`Context::cancel_reason`]: listening for
-//!   the cancel request (and answering queries) on every wait, and recording it.
+//!   the cancel request (and answering queries and updates) on every wait, and
+//!   recording it.
 //! - `retry.rs`: [`RetryPolicy`] and the `Duration` → milliseconds rule.
 //! - `error.rs`: [`FailureKind`], [`ActivityError`], [`WorkflowError`].
 //! - `export.rs`: the glue behind [`workflow!`] (JSON in, JSON or `failure` out; and
