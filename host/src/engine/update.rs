@@ -10,7 +10,7 @@
 //! with the same update id and gets the same answer, without a second delivery.
 
 use super::{Engine, EngineError, EngineResult, Question, RESERVED_SIGNAL_PREFIX};
-use crate::ids::{validate_name, Namespace, RunId, WorkflowId};
+use crate::ids::{validate_name, Namespace, WorkflowId};
 use crate::journal::{EventKind, RunStatus};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -68,7 +68,10 @@ impl Engine {
             None => format!("upd-{:016x}", rand::random::<u64>()),
         };
         let run = self.describe(namespace, workflow_id).await?;
-        if !self.already_sent(&run.run_id, &update_id).await? {
+        if !self
+            .already_sent(namespace, workflow_id, &update_id)
+            .await?
+        {
             if !run.status.is_open() {
                 return Err(EngineError::NotOpen(
                     workflow_id.clone(),
@@ -90,24 +93,34 @@ impl Engine {
         Ok((update_id, outcome))
     }
 
-    /// Whether an update with this id is already in the run's journal or inbox.
-    async fn already_sent(&self, run_id: &RunId, update_id: &str) -> EngineResult<bool> {
+    /// Whether an update with this id is already in the journal or inbox of any run of
+    /// the workflow id (it may have been carried over by a continue-as-new).
+    async fn already_sent(
+        &self,
+        namespace: &Namespace,
+        workflow_id: &WorkflowId,
+        update_id: &str,
+    ) -> EngineResult<bool> {
         let journal = &self.inner.journal;
-        let journaled = journal
-            .events(run_id)
-            .await?
-            .iter()
-            .any(|e| e.kind.received_update() == Some(update_id));
-        let queued = || async {
-            Ok::<_, EngineError>(
-                journal
-                    .inbox(run_id)
-                    .await?
+        for run in self.runs_of(namespace, workflow_id).await? {
+            let events = journal.events(&run.run_id).await?;
+            if events
+                .iter()
+                .any(|e| e.kind.received_update() == Some(update_id))
+            {
+                return Ok(true);
+            }
+            if run.status.is_open() {
+                let inbox = journal.inbox(&run.run_id).await?;
+                if inbox
                     .iter()
-                    .any(|e| e.event.received_update() == Some(update_id)),
-            )
-        };
-        Ok(journaled || queued().await?)
+                    .any(|e| e.event.received_update() == Some(update_id))
+                {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Asks the workflow's validator, in a throwaway instance, whether it accepts.

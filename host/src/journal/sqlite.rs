@@ -305,10 +305,14 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
             for entry in carried {
                 insert_inbox(conn, &new_run.run_id, entry, false)?;
             }
+            // Signals and updates go on; children's results belong to this run's
+            // handles and would mean nothing to the next run.
             conn.prepare_cached(
                 "INSERT INTO signal_inbox (run_id, name, input, received_at_ms, event)
                  SELECT ?2, name, input, received_at_ms, event FROM signal_inbox
-                 WHERE run_id = ?1 ORDER BY id",
+                 WHERE run_id = ?1
+                   AND (event IS NULL OR json_extract(event, '$.type') = 'update_received')
+                 ORDER BY id",
             )
             .and_then(|mut s| s.execute(params![run_id.as_str(), new_run.run_id.as_str()]))
             .map_err(storage)?;

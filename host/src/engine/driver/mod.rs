@@ -814,6 +814,13 @@ impl RunHost {
         if signals_arrived {
             for entry in self.inner.journal.inbox(&self.run.run_id).await? {
                 signals_upto = Some(entry.id);
+                // Two requests with one update id can both pass the check for a repeat
+                // before either is journaled: the first one journaled is the update.
+                if let Some(update_id) = entry.event.received_update() {
+                    if self.state.update_state(update_id).0 {
+                        continue;
+                    }
+                }
                 if let Some(handle) = entry.event.completes() {
                     if !self.state.awaits_result(handle) {
                         tracing::warn!(run = %self.run.run_id, %handle, "dropping an inbox result for a handle that does not expect one");
@@ -848,10 +855,20 @@ impl RunHost {
             earlier.await?;
         }
         ticket.await?;
-        // The child runs those writes created exist now: start them.
+        // The child runs those writes created exist now: start them. A child whose id
+        // was taken was not created (its handle failed instead): nothing to start. A
+        // cancel passed down from this run may already wait in a child's inbox.
         for (child, started) in std::mem::take(&mut self.unspawned) {
-            self.inner
-                .spawn_driver(child, vec![started], super::Inbox::Empty);
+            match self.inner.journal.run(&child.run_id).await {
+                Ok(Some(_)) => {
+                    self.inner
+                        .spawn_driver(child, vec![started], super::Inbox::MayHoldSignals);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(run = %self.run.run_id, child = %child.run_id, error = %e, "cannot start a child run; it starts on the next restart")
+                }
+            }
         }
         Ok(())
     }
