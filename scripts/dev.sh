@@ -13,6 +13,7 @@ exec target/release/spool server start-dev \
     --module expense-approval=target/guests/expense-approval.wasm \
     --module continuous=target/guests/continuous.wasm \
     --module team-onboarding=target/guests/team-onboarding.wasm \
+    --module research-agent=target/guests/research-agent.wasm \
     --module order-saga=target/guests/order-saga.wasm \
     --module parallel=target/guests/parallel.wasm \
     "$@"
