@@ -15,7 +15,11 @@ Prints one line per request.
 
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+PRINT_LOCK = threading.Lock()
 
 
 def chat(request):
@@ -68,7 +72,10 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_error(404)
             return
-        print("%s %s" % (self.path, json.dumps(request)[:160]), flush=True)
+        # One write per line, under a lock: requests are served on several threads.
+        with PRINT_LOCK:
+            sys.stdout.write("%s %s\n" % (self.path, json.dumps(request)[:160]))
+            sys.stdout.flush()
         body = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")

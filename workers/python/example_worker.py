@@ -18,11 +18,21 @@ follow along.
 import argparse
 import os
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from spool_worker import ActivityError, Worker  # noqa: E402
+
+_PRINT_LOCK = threading.Lock()
+
+
+def say(line):
+    """Prints a whole line at once: activities run on several threads."""
+    with _PRINT_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def main():
@@ -38,19 +48,19 @@ def main():
 
     @worker.activity("text.shout")
     def shout(ctx, text):
-        print("took text.shout attempt %d" % ctx.attempt, flush=True)
+        say("took text.shout attempt %d" % ctx.attempt)
         return str(text).upper()
 
     @worker.activity("media.transcode")
     def transcode(ctx, job):
         first = (ctx.heartbeat_details or {}).get("next_chunk", 0)
-        print("took media.transcode attempt %d at chunk %d" % (ctx.attempt, first), flush=True)
+        say("took media.transcode attempt %d at chunk %d" % (ctx.attempt, first))
         for chunk in range(first, job["chunks"]):
             time.sleep(job.get("secs_per_chunk", 0.1))
             # Progress survives this worker: a retry starts at the next chunk.
             ctx.heartbeat({"next_chunk": chunk + 1})
-            print("chunk %d done" % chunk, flush=True)
-        print("done media.transcode", flush=True)
+            say("chunk %d done" % chunk)
+        say("done media.transcode")
         return {"chunks": job["chunks"], "attempt": ctx.attempt, "resumed_at": first}
 
     @worker.activity("media.reject")
@@ -58,7 +68,7 @@ def main():
         raise ActivityError("unsupported_format", "this worker cannot read the file",
                             non_retryable=True)
 
-    print("serving task queue %r at %s" % (args.queue, args.address), flush=True)
+    say("serving task queue %r at %s" % (args.queue, args.address))
     worker.run()
 
 

@@ -26,12 +26,22 @@ HTTP protocol, to write a worker in another language.
 """
 
 import json
+import sys
 import threading
 import traceback
 import urllib.error
 import urllib.request
 
 __all__ = ["ActivityError", "Cancelled", "Context", "TaskLost", "Worker"]
+
+_PRINT_LOCK = threading.Lock()
+
+
+def _say(line):
+    """Prints a whole line at once: attempts run on several threads."""
+    with _PRINT_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 class ActivityError(Exception):
@@ -148,7 +158,7 @@ class Worker:
                 backoff = 0.2
             except (OSError, RuntimeError) as e:
                 # The server is down or restarting: try again, not too eagerly.
-                print("spool worker: %s; retrying in %.1f s" % (e, backoff), flush=True)
+                _say("spool worker: %s; retrying in %.1f s" % (e, backoff))
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 
@@ -165,8 +175,7 @@ class Worker:
         try:
             output = function(ctx, task.get("input"))
         except Cancelled as e:
-            print("spool worker: %s attempt %d stopped: %s" % (ctx.activity, ctx.attempt, e),
-                  flush=True)
+            _say("spool worker: %s attempt %d stopped: %s" % (ctx.activity, ctx.attempt, e))
             self._fail(token, "cancelled", str(e), cancelled=True)
         except TaskLost:
             pass

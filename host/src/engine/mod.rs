@@ -766,10 +766,20 @@ impl Inner {
         let inner = self.clone();
         tokio::spawn(async move {
             let run_id = run.run_id.clone();
-            driver::drive(inner.clone(), run, events, (outbox, inbox), inbox_state).await;
+            let closed =
+                driver::drive(inner.clone(), run, events, (outbox, inbox), inbox_state).await;
             inner.release(&run_id);
             inner.notify_waiters(&run_id);
-            inner.after_close(run_id).await;
+            // Most runs have neither parent nor children: nothing more to do, and no
+            // reads to do it.
+            if let Some(closed) = closed {
+                if let Some(parent) = &closed.parent {
+                    inner.wake(parent).await;
+                }
+                if closed.started_children {
+                    inner.after_close(run_id).await;
+                }
+            }
         });
         true
     }

@@ -152,23 +152,45 @@ enum InstanceEnd {
     ContinuedAsNew(String),
 }
 
+/// How a run this driver closed relates to other runs: what its close sets off.
+pub(super) struct Closed {
+    /// The parent run, to wake: the child's outcome is in its inbox.
+    pub parent: Option<RunId>,
+    /// Whether the run started children (whose parent-close policies now apply).
+    pub started_children: bool,
+}
+
+impl RunHost {
+    fn closed(&self) -> Option<Closed> {
+        Some(Closed {
+            parent: self.run.parent.as_ref().map(|p| p.run_id.clone()),
+            started_children: self
+                .state
+                .events()
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::ChildScheduled { .. })),
+        })
+    }
+}
+
+/// Drives the run until it closes (then says so), blocks, or the host shuts down.
 pub(super) async fn drive(
     inner: Arc<Inner>,
     run: RunRecord,
     events: Vec<Event>,
     (outbox, inbox): (mpsc::Sender<RunMsg>, mpsc::Receiver<RunMsg>),
     inbox_state: super::Inbox,
-) {
+) -> Option<Closed> {
     let run_id = run.run_id.clone();
     let state = match RunState::new(events) {
         Ok(state) => state,
         Err(e) => {
             tracing::error!(run = %run_id, error = %e, "cannot resume run");
-            return;
+            return None;
         }
     };
     if state.is_closed() {
-        return;
+        return None;
     }
     let mut host = RunHost::new(inner, run, state, (outbox, inbox));
     if host.run.status == RunStatus::Blocked {
@@ -176,7 +198,7 @@ pub(super) async fn drive(
         // replay shows otherwise.
         if let Err(e) = host.commit(Vec::new(), Some(StatusChange::Running)).await {
             tracing::error!(run = %run_id, error = %e, "cannot resume blocked run");
-            return;
+            return None;
         }
     }
     // Signals that arrived while no driver ran (a restart, a blocked run) wait in the
@@ -196,17 +218,17 @@ pub(super) async fn drive(
                 tracing::debug!(run = %run_id, "evicted while waiting");
                 match host.receive().await {
                     Ok(Received::Events) => Ok(()),
-                    Ok(Received::Terminated) => return,
+                    Ok(Received::Terminated) => return host.closed(),
                     Err(e) => Err(e.to_string()),
                 }
             }
-            InstanceEnd::Terminated => return,
+            InstanceEnd::Terminated => return host.closed(),
             InstanceEnd::ContinuedAsNew(input) => match host.continue_as_new(input).await {
-                Ok(()) => return,
+                Ok(()) => return host.closed(),
                 Err(e) => Err(e),
             },
             InstanceEnd::Returned(result) => match host.finish(result).await {
-                Ok(()) => return,
+                Ok(()) => return host.closed(),
                 Err(e) => Err(e.to_string()),
             },
             InstanceEnd::NonDeterminism(e) => {
@@ -214,7 +236,7 @@ pub(super) async fn drive(
                 if let Err(e) = host.block(e).await {
                     tracing::error!(run = %run_id, error = %e, "cannot record that the run is blocked");
                 }
-                return;
+                return None;
             }
             InstanceEnd::HostError(e) => Err(e),
         };
