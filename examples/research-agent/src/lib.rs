@@ -8,7 +8,8 @@
 //!
 //! The LLM is any OpenAI-compatible chat-completions endpoint; the knowledge base any
 //! endpoint that answers `POST {"query": q}` with `{"passages": [..]}`
-//! (`scripts/fake-llm.py` serves both for trying it out).
+//! (`scripts/fake-llm.py` serves both for trying it out). If `notify_endpoint` is given,
+//! the plan is POSTed there when it is ready for approval.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -28,6 +29,10 @@ struct Request {
     model: String,
     /// e.g. `http://127.0.0.1:9300/search`
     kb_endpoint: String,
+    /// Told `{"template": "plan-ready", "topic", "questions"}` when the plan awaits
+    /// approval, e.g. `http://127.0.0.1:9000/notify`.
+    #[serde(default)]
+    notify_endpoint: Option<String>,
     #[serde(default = "one_day")]
     approval_timeout_secs: u64,
 }
@@ -45,6 +50,13 @@ fn one_day() -> u64 {
 struct Approval {
     #[serde(default)]
     questions: Option<Vec<String>>,
+}
+
+/// The input of the `reject` signal: `{"reason": "..."}`, or none.
+#[derive(Deserialize)]
+struct Rejection {
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 #[derive(Serialize, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +88,7 @@ struct Status {
 /// A decision on the plan, set by the signal handlers.
 enum Decision {
     Approve(Option<Vec<String>>),
-    Reject,
+    Reject(Option<String>),
 }
 
 fn research_agent(ctx: &Context, request: Request) -> Result<Value, WorkflowError> {
@@ -95,8 +107,9 @@ fn research_agent(ctx: &Context, request: Request) -> Result<Value, WorkflowErro
         d.borrow_mut().get_or_insert(Decision::Approve(edited));
     });
     let d = Rc::clone(&decision);
-    ctx.on_signal("reject", move |_: Value| {
-        d.borrow_mut().get_or_insert(Decision::Reject);
+    ctx.on_signal("reject", move |r: Option<Rejection>| {
+        let reason = r.and_then(|r| r.reason);
+        d.borrow_mut().get_or_insert(Decision::Reject(reason));
     });
     let llm = Llm {
         ctx,
@@ -112,23 +125,31 @@ fn research_agent(ctx: &Context, request: Request) -> Result<Value, WorkflowErro
     let planned = parse_plan(&plan)?;
     {
         let mut s = status.borrow_mut();
-        s.questions = planned;
+        s.questions = planned.clone();
         s.stage = Stage::AwaitingApproval;
+    }
+    if let Some(endpoint) = &request.notify_endpoint {
+        let note =
+            json!({ "template": "plan-ready", "topic": request.topic, "questions": planned });
+        let _response: Value = post(ctx, endpoint, &note).result()?;
     }
 
     // 2. A person approves (possibly with edited questions), rejects, or lets it lapse.
     let timeout = Duration::from_secs(request.approval_timeout_secs);
     if !ctx.wait_condition(|| decision.borrow().is_some(), Some(timeout))? {
         status.borrow_mut().stage = Stage::TimedOut;
-        return Ok(json!({ "topic": request.topic, "status": "timed_out" }));
+        return Ok(json!({ "topic": request.topic, "status": "timed_out", "questions": planned }));
     }
     match decision.borrow_mut().take() {
         Some(Decision::Approve(Some(edited))) if !edited.is_empty() => {
             status.borrow_mut().questions = edited;
         }
-        Some(Decision::Reject) => {
+        Some(Decision::Reject(reason)) => {
             status.borrow_mut().stage = Stage::Rejected;
-            return Ok(json!({ "topic": request.topic, "status": "rejected" }));
+            return Ok(json!({
+                "topic": request.topic, "status": "rejected", "questions": planned,
+                "reason": reason,
+            }));
         }
         _ => {}
     }
@@ -223,9 +244,14 @@ fn content(response: &Value) -> String {
         .to_owned()
 }
 
-/// The plan as a list of questions: a JSON array of strings.
+/// The plan as a list of questions: a JSON array of strings. Models like to wrap it in
+/// prose or a Markdown code fence, so only the outermost `[...]` is read.
 fn parse_plan(plan: &str) -> Result<Vec<String>, WorkflowError> {
-    let questions: Vec<String> = serde_json::from_str(plan.trim()).map_err(|e| {
+    let array = match (plan.find('['), plan.rfind(']')) {
+        (Some(start), Some(end)) if start < end => &plan[start..=end],
+        _ => plan,
+    };
+    let questions: Vec<String> = serde_json::from_str(array).map_err(|e| {
         WorkflowError::new(
             "bad_plan",
             format!("the plan is not a JSON list of questions: {e}"),
@@ -240,6 +266,7 @@ fn parse_plan(plan: &str) -> Result<Vec<String>, WorkflowError> {
 
 /// Starts a JSON POST through `http.request`. LLM calls are slow and rate-limited:
 /// generous timeouts, and retries with backoff (429 and 5xx are retried, other 4xx not).
+/// Searches and the notification get the same policy; it costs them nothing.
 fn post(ctx: &Context, url: &str, body: &Value) -> ActivityHandle {
     let retry = RetryPolicy::new()
         .initial_interval(Duration::from_millis(500))

@@ -317,8 +317,8 @@ pub fn tempdir() -> tempfile::TempDir {
 
 /// An HTTP server standing in for several outside services at once: it answers a POST
 /// to any path, records each request on arrival (path, JSON body, wall-clock time), and
-/// can be told, per path, what to answer and how long to hold the answer back.
-/// Unconfigured paths answer 200 `{"path": PATH, "call": N, "received": BODY}` (N counts
+/// can be told, per path, what to answer (a fixed answer, or one computed from the
+/// request's body) and how long to hold the answer back. Unconfigured paths answer 200 `{"path": PATH, "call": N, "received": BODY}` (N counts
 /// the requests to PATH from 1; BODY is the request's body).
 #[derive(Clone)]
 pub struct Recorder {
@@ -338,10 +338,14 @@ pub struct Recorded {
     pub authorization: Option<String>,
 }
 
+/// Computes a 200 answer from a request's JSON body (see [`Recorder::respond`]).
+type Responder = Arc<dyn Fn(&serde_json::Value) -> serde_json::Value + Send + Sync>;
+
 #[derive(Default)]
 struct RecorderState {
     calls: Vec<Recorded>,
     answers: std::collections::HashMap<String, (u16, serde_json::Value)>,
+    responders: std::collections::HashMap<String, Responder>,
     holds: std::collections::HashMap<String, Duration>,
 }
 
@@ -373,6 +377,21 @@ impl Recorder {
             .unwrap()
             .answers
             .insert(path.to_owned(), (status, body));
+    }
+
+    /// Requests to `path` are answered 200 with what `respond` makes of their body
+    /// (instead of any fixed [`answer`](Self::answer)). It runs under the recorder's
+    /// lock, so it must not call the recorder.
+    pub fn respond(
+        &self,
+        path: &str,
+        respond: impl Fn(&serde_json::Value) -> serde_json::Value + Send + Sync + 'static,
+    ) {
+        self.state
+            .lock()
+            .unwrap()
+            .responders
+            .insert(path.to_owned(), Arc::new(respond));
     }
 
     /// Requests to `path` are answered only after `delay`.
@@ -441,10 +460,13 @@ async fn record(
             authorization,
         });
         let call = s.calls.iter().filter(|c| c.path == path).count();
-        let (status, answer) = s.answers.get(&path).cloned().unwrap_or_else(|| {
-            let answer = serde_json::json!({ "path": path, "call": call, "received": body });
-            (200, answer)
-        });
+        let (status, answer) = match s.responders.get(&path) {
+            Some(respond) => (200, respond(&body)),
+            None => s.answers.get(&path).cloned().unwrap_or_else(|| {
+                let answer = serde_json::json!({ "path": path, "call": call, "received": body });
+                (200, answer)
+            }),
+        };
         (status, answer, s.holds.get(&path).copied())
     };
     if let Some(delay) = hold {
