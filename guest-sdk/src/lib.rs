@@ -81,6 +81,64 @@
 //! [`ActivityBuilder::start`] returns at once, and [`Context::all`] and
 //! [`Context::any`] report completions in the order the host journaled them.
 //!
+//! # Activities: timeouts, remote workers, cancellation
+//!
+//! An activity runs at least once: the host retries a failed attempt per its
+//! [`RetryPolicy`], and an attempt cut off by a crash runs again after the restart.
+//! [`ActivityBuilder`] bounds it with timeouts, measured on the host's clock; each one
+//! fails with kind [`FailureKind::Timeout`] and an error type named after it:
+//!
+//! | option | bounds | when it passes |
+//! |---|---|---|
+//! | [`start_to_close`](ActivityBuilder::start_to_close) | one attempt (default 60 s) | `"start_to_close_timeout"`, retried |
+//! | [`heartbeat_timeout`](ActivityBuilder::heartbeat_timeout) | the silence between an attempt's heartbeats | `"heartbeat_timeout"`, retried |
+//! | [`schedule_to_close`](ActivityBuilder::schedule_to_close) | the whole activity, every attempt and backoff included | `"schedule_to_close_timeout"`, final |
+//! | [`schedule_to_start`](ActivityBuilder::schedule_to_start) | an attempt's wait in its task queue | `"schedule_to_start_timeout"`, final |
+//!
+//! Activity components heartbeat through their `heartbeat` import, remote workers over
+//! the HTTP API; built-ins cannot, and the heartbeat timeout does not apply to them. The
+//! next attempt gets the last heartbeat's details, to resume from there (unless the
+//! server restarted in between: they are not journaled).
+//! [`RetryPolicy::non_retryable_error_type`] makes failures of an error type final, for
+//! errors only the workflow knows are hopeless.
+//!
+//! [`ActivityBuilder::task_queue`] hands the activity's attempts to remote workers: any
+//! process that long-polls that queue over the HTTP API (the protocol is in
+//! `workers/README.md`; `workers/python/spool_worker.py` is a worker library). The
+//! activity name tells the worker what to do; nothing else in the workflow changes.
+//!
+//! [`ActivityHandle::cancel`] asks the host to cancel an activity that has not settled:
+//! an attempt running in the host is stopped, a queued one withdrawn, and a remote
+//! worker learns it on its next heartbeat. The request is journaled, and the handle
+//! settles with kind [`FailureKind::Cancelled`] (error type `"activity_cancelled"`),
+//! unless the activity's own result was journaled first.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use spool_sdk::{Context, RetryPolicy, WorkflowError};
+//!
+//! fn transcode(ctx: &Context, video: String) -> Result<Option<String>, WorkflowError> {
+//!     let job = ctx
+//!         .activity("media.transcode")
+//!         .task_queue("gpu") // run by a worker polling the queue "gpu"
+//!         .input(&video)
+//!         .heartbeat_timeout(Duration::from_secs(30)) // a dead worker is noticed in 30 s
+//!         .schedule_to_close(Duration::from_secs(3600))
+//!         .retry(RetryPolicy::new().non_retryable_error_type("unsupported_codec"))
+//!         .start();
+//!     let deadline = ctx.timer(Duration::from_secs(1800));
+//!     if ctx.any(&[&job, &deadline])?.index == 1 {
+//!         job.cancel(); // too slow: give up
+//!     }
+//!     match job.result::<String>() {
+//!         Ok(url) => Ok(Some(url)),
+//!         Err(e) if e.error_type == "activity_cancelled" => Ok(None),
+//!         Err(e) => Err(e.into()),
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
 //! # Signals
 //!
 //! A signal is a named message with a JSON input, sent to a running workflow from
@@ -239,7 +297,8 @@
 //! The request is delivered once. The wait it interrupts is the only one that fails;
 //! later waits work normally, so the workflow can clean up (undo what it did: a
 //! compensation) with activities and timers of its own. The interrupted work is not
-//! stopped: a started activity runs to its end, and its handle can still be waited on.
+//! stopped: a started activity runs to its end, and its handle can still be waited on
+//! (or cancelled, with [`ActivityHandle::cancel`]).
 //! A run ends as **cancelled** when the workflow returns an error of kind
 //! `Cancelled`: the one the wait returned (with `?` it passes up unchanged, also from
 //! an [`ActivityError`]), or a new one from [`WorkflowError::cancelled`]. A workflow
@@ -333,10 +392,11 @@
 //!
 //! # Layout
 //!
-//! - `context.rs`: [`Context`], [`ActivityBuilder`], [`WorkflowInfo`], [`Level`]: one
-//!   method per host import, [`Context::continue_as_new`] among them.
-//! - `wait.rs`: [`ActivityHandle`], [`TimerHandle`], [`Context::all`],
-//!   [`Context::any`]: waiting on handles.
+//! - `context.rs`: [`Context`], [`ActivityBuilder`] (with its timeouts and
+//!   [`ActivityBuilder::task_queue`]), [`WorkflowInfo`], [`Level`]: one method per host
+//!   import, [`Context::continue_as_new`] among them.
+//! - `wait.rs`: [`ActivityHandle`] (with [`ActivityHandle::cancel`]), [`TimerHandle`],
+//!   [`Context::all`], [`Context::any`]: waiting on handles.
 //! - `signal.rs`: [`Context::wait_signal`], [`Context::on_signal`],
 //!   [`Context::wait_condition`], [`SignalHandle`]: receiving signals.
 //! - `query.rs`: [`Context::query_handler`]: the query handlers, in a registry that
@@ -349,7 +409,8 @@
 //! - `cancel.rs`: [`Context::is_cancelled`], [`Context::cancel_reason`]: listening for
 //!   the cancel request (and answering queries and updates) on every wait, and
 //!   recording it.
-//! - `retry.rs`: [`RetryPolicy`] and the `Duration` → milliseconds rule.
+//! - `retry.rs`: [`RetryPolicy`] (with non-retryable error types) and the `Duration` →
+//!   milliseconds rule.
 //! - `error.rs`: [`FailureKind`], [`ActivityError`], [`WorkflowError`].
 //! - `export.rs`: the glue behind [`workflow!`] (JSON in, JSON or `failure` out; and
 //!   the `query` export).
