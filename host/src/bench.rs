@@ -5,7 +5,7 @@
 //! one run at a time, with the attempts the activities took.
 //! It uses the `steps` test workflow (tests/guests/steps) and the `spool.echo` built-in.
 
-use crate::cli::client::Client;
+use crate::cli::client::{Client, Endpoint};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -44,8 +44,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
 }
 
-pub async fn run(address: &str, namespace: &str, args: BenchArgs) -> ExitCode {
-    match bench(address, namespace, args).await {
+pub async fn run(endpoint: &Endpoint, args: BenchArgs) -> ExitCode {
+    match bench(endpoint, args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -54,8 +54,8 @@ pub async fn run(address: &str, namespace: &str, args: BenchArgs) -> ExitCode {
     }
 }
 
-async fn bench(address: &str, namespace: &str, args: BenchArgs) -> Result<(), String> {
-    let client = Client::new(address, namespace).map_err(|e| e.to_string())?;
+async fn bench(endpoint: &Endpoint, args: BenchArgs) -> Result<(), String> {
+    let client = Client::new(endpoint).map_err(|e| e.to_string())?;
     let bytes = std::fs::read(&args.module)
         .map_err(|e| format!("cannot read {}: {e}", args.module.display()))?;
     client

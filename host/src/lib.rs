@@ -10,6 +10,7 @@
 //! - [`engine`]: workflow runs: the replay state machine ([`engine::replay`]), the run
 //!   driver, activity retries, recovery after restart.
 //! - [`activity`]: one activity attempt: built-ins and Wasm activity components.
+//! - [`tenancy`]: namespaces, API keys and quotas.
 //! - [`api`]: the HTTP API; [`ui`]: the web UI; [`server`]: wiring it all up.
 //! - [`cli`]: the `spool` command, a client of the API; [`bench`]: the workload runner.
 //!
@@ -20,9 +21,11 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod engine;
 pub mod ids;
 pub mod journal;
 pub mod runtime;
 pub mod server;
+pub mod tenancy;
 pub mod ui;

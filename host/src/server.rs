@@ -3,12 +3,14 @@
 
 use crate::activity::{ActivityExecutor, HttpAllowList, Secrets};
 use crate::api::{self, ApiState};
-use crate::clock::SystemClock;
+use crate::clock::{SharedClock, SystemClock};
 use crate::engine::{Engine, EngineConfig};
 use crate::ids::{Namespace, TypeName};
 use crate::journal::sqlite::SqliteJournal;
 use crate::journal::ModuleKind;
 use crate::runtime::{Runtime, SandboxLimits};
+use crate::tenancy::quotas::{Ceilings, QuotaPatch, Quotas};
+use crate::tenancy::{AuthMode, Tenancy};
 use axum::serve::ListenerExt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,58 +21,111 @@ use std::time::Duration;
 /// How long in-flight requests may finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// Everything a server runs with; the dev server's flags and the production config
+/// file (`config.rs`) both end up here.
 #[derive(Clone, Debug)]
-pub struct DevServerConfig {
+pub struct ServerConfig {
     pub db: PathBuf,
-    pub port: u16,
-    pub ui_port: Option<u16>,
-    /// Workflow modules to upload at start: (type name, file).
+    pub listen: SocketAddr,
+    /// The web UI; only in open mode (it has no login yet).
+    pub ui_listen: Option<SocketAddr>,
+    /// Workflow modules to upload at start into `default`: (type name, file).
     pub modules: Vec<(TypeName, PathBuf)>,
-    /// Activity modules to upload at start: (activity name, file).
+    /// Activity modules to upload at start into `default`: (activity name, file).
     pub activity_modules: Vec<(TypeName, PathBuf)>,
-    /// Hosts outgoing HTTP may reach; empty means any (dev mode).
-    pub allow_http: Vec<String>,
+    /// Where outgoing HTTP of activities may go (namespace quotas may narrow it per
+    /// namespace); None means anywhere (dev mode).
+    pub allow_http: Option<Vec<String>>,
     /// Secrets for activities (name, value).
     pub secrets: Vec<(String, String)>,
     pub evict_after: Option<Duration>,
+    pub auth: AuthMode,
+    /// Quotas of namespaces that do not set their own.
+    pub defaults: Quotas,
+    pub ceilings: Ceilings,
+    /// Namespaces to create, or update with these quotas, at start.
+    pub namespaces: Vec<(Namespace, QuotaPatch)>,
 }
 
-/// Runs the dev server until `shutdown` completes.
-pub async fn run_dev_server(
-    config: DevServerConfig,
+impl ServerConfig {
+    /// The dev server: open mode, default quotas, any outgoing HTTP, on 127.0.0.1.
+    pub fn dev(db: PathBuf, port: u16) -> Self {
+        Self {
+            db,
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            ui_listen: None,
+            modules: Vec::new(),
+            activity_modules: Vec::new(),
+            allow_http: None,
+            secrets: Vec::new(),
+            evict_after: EngineConfig::default().evict_after,
+            auth: AuthMode::Open,
+            defaults: Quotas::default(),
+            ceilings: Ceilings::default(),
+            namespaces: Vec::new(),
+        }
+    }
+}
+
+/// Runs a server until `shutdown` completes.
+pub async fn run_server(
+    config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let journal =
+    let journal: Arc<SqliteJournal> =
         Arc::new(SqliteJournal::open(&config.db).map_err(|e| {
             anyhow::anyhow!("cannot open the journal {}: {e}", config.db.display())
         })?);
-    let limits = SandboxLimits::default();
+    let clock: SharedClock = Arc::new(SystemClock);
+    let tenancy = Tenancy::load(
+        journal.clone(),
+        clock.clone(),
+        config.auth.clone(),
+        config.defaults.clone(),
+        config.ceilings.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot load the namespaces: {e}"))?;
+    for (name, patch) in &config.namespaces {
+        tenancy
+            .ensure_namespace(name, patch)
+            .await
+            .map_err(|e| anyhow::anyhow!("namespace {name}: {e}"))?;
+    }
+    if matches!(config.auth, AuthMode::ApiKeys { .. }) {
+        // `default` exists in key mode too, so that a fresh server has somewhere to work.
+        let default = Namespace::default_namespace();
+        if tenancy.tenant(&default).is_none() {
+            tenancy
+                .create_namespace(&default, &QuotaPatch::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("namespace default: {e}"))?;
+        }
+    }
+    let limits = SandboxLimits {
+        max_module_bytes: config.ceilings.max_module_bytes as usize,
+        ..SandboxLimits::default()
+    };
     let max_module_bytes = limits.max_module_bytes;
     let runtime = Runtime::new(limits, Some(config.db.with_extension("cache")))?;
+    let max_payload_bytes = config.ceilings.max_payload_bytes as usize;
     let engine_config = EngineConfig {
         evict_after: config.evict_after,
-        ..EngineConfig::default()
+        max_payload_bytes,
+        tenancy: Some(tenancy),
     };
-    let allow = if config.allow_http.is_empty() {
-        HttpAllowList::any()
-    } else {
-        HttpAllowList::new(config.allow_http.clone())
+    let allow = match &config.allow_http {
+        None => HttpAllowList::any(),
+        Some(rules) => HttpAllowList::new(rules.clone()),
     };
     let executor = Arc::new(ActivityExecutor::new(
         journal.clone(),
         runtime.clone(),
         allow,
         Secrets::new(config.secrets.clone()).map_err(|e| anyhow::anyhow!(e))?,
-        engine_config.max_payload_bytes,
+        max_payload_bytes,
     )?);
-    let max_payload_bytes = engine_config.max_payload_bytes;
-    let engine = Engine::new(
-        journal,
-        runtime,
-        Arc::new(SystemClock),
-        executor,
-        engine_config,
-    )?;
+    let engine = Engine::new(journal, runtime, clock, executor, engine_config)?;
 
     let namespace = Namespace::default_namespace();
     let uploads = config
@@ -99,13 +154,13 @@ pub async fn run_dev_server(
         max_module_bytes,
         max_payload_bytes,
     });
-    let listener =
-        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], config.port))).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let address = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(ui_port) = config.ui_port {
-        let ui_listener =
-            tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], ui_port))).await?;
+    if let Some(ui_listen) = config.ui_listen {
+        let ui_listener = tokio::net::TcpListener::bind(ui_listen).await?;
         let ui_address = ui_listener.local_addr()?;
         println!("spool: web UI on http://{ui_address}");
         let mut stop = stop_rx.clone();

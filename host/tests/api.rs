@@ -79,6 +79,7 @@ impl Api {
         let config = EngineConfig {
             evict_after: None,
             max_payload_bytes,
+            tenancy: None,
         };
         let executor = Arc::new(
             ActivityExecutor::new(
@@ -626,6 +627,7 @@ async fn a_blocked_run_is_reported_and_resumed_by_a_repin() {
             status: None,
             signals_upto: None,
             children: Vec::new(),
+            usage: Default::default(),
         },
     )
     .await

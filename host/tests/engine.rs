@@ -382,6 +382,21 @@ impl Journal for FailFirstResult {
     ) -> journal::JournalResult<Vec<journal::RunRecord>> {
         self.inner.children(r).await
     }
+    async fn namespaces(&self) -> journal::JournalResult<Vec<journal::NamespaceRecord>> {
+        self.inner.namespaces().await
+    }
+    async fn namespace_usage(
+        &self,
+        n: &Namespace,
+    ) -> journal::JournalResult<journal::NamespaceUsage> {
+        self.inner.namespace_usage(n).await
+    }
+    async fn api_keys(&self, n: &Namespace) -> journal::JournalResult<Vec<journal::ApiKeyRecord>> {
+        self.inner.api_keys(n).await
+    }
+    async fn api_key(&self, id: &str) -> journal::JournalResult<Option<journal::ApiKeyRecord>> {
+        self.inner.api_key(id).await
+    }
     async fn attempts(
         &self,
         r: &spool::ids::RunId,

@@ -67,6 +67,40 @@ impl HttpAllowList {
         Self { rules }
     }
 
+    /// Checks one rule's shape, for rules that come from users (config, admin API).
+    pub fn check_rule(pattern: &str) -> Result<(), String> {
+        let (methods, target) = match pattern.trim().split_once(' ') {
+            Some((methods, target)) => (methods, target.trim()),
+            None => ("", pattern.trim()),
+        };
+        if let Some(bad) = methods
+            .split(',')
+            .find(|m| !m.chars().all(|c| c.is_ascii_alphabetic()))
+        {
+            return Err(format!("rule {pattern:?}: {bad:?} is not an HTTP method"));
+        }
+        let host = target.rsplit_once(':').map_or(target, |(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                target
+            }
+        });
+        let host_ok = host == "*"
+            || (!host.is_empty()
+                && host
+                    .trim_start_matches("*.")
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c)));
+        if !host_ok {
+            return Err(format!(
+                "rule {pattern:?}: expected [METHODS ]HOST[:PORT] with HOST `*`, a host name \
+                 or `*.domain`"
+            ));
+        }
+        Ok(())
+    }
+
     pub fn allows(&self, method: &str, host: &str, port: Option<u16>) -> bool {
         let host = host.to_ascii_lowercase();
         self.rules.iter().any(|rule| {

@@ -82,6 +82,9 @@ struct Queue {
 
 /// A taken attempt: where its reports go.
 struct Lease {
+    /// Only workers of this namespace may report on the lease; to others the token is
+    /// unknown.
+    namespace: Namespace,
     reports: mpsc::UnboundedSender<Report>,
     cancel: Arc<AtomicBool>,
     /// Set when the attempt was cancelled: the lease stays a while so that the worker
@@ -148,6 +151,7 @@ impl TaskQueues {
                         continue;
                     }
                     let lease = Lease {
+                        namespace: namespace.clone(),
                         reports: queued.reports,
                         cancel: queued.cancel,
                         cancelled_at: None,
@@ -173,11 +177,15 @@ impl TaskQueues {
     /// Records a heartbeat of the attempt holding `token`.
     pub fn heartbeat(
         &self,
+        namespace: &Namespace,
         token: &str,
         details: Option<String>,
     ) -> Result<HeartbeatAck, TaskError> {
         let leases = self.leases.lock().map_err(|_| TaskError::UnknownToken)?;
-        let lease = leases.get(token).ok_or(TaskError::UnknownToken)?;
+        let lease = leases
+            .get(token)
+            .filter(|lease| &lease.namespace == namespace)
+            .ok_or(TaskError::UnknownToken)?;
         let cancel_requested = lease.cancel.load(Ordering::Relaxed);
         if lease.reports.send(Report::Heartbeat(details)).is_err() && !cancel_requested {
             return Err(TaskError::UnknownToken);
@@ -186,12 +194,20 @@ impl TaskQueues {
     }
 
     /// Reports the attempt's outcome; the token is spent.
-    pub fn finish(&self, token: &str, outcome: Result<String, Failure>) -> Result<(), TaskError> {
+    pub fn finish(
+        &self,
+        namespace: &Namespace,
+        token: &str,
+        outcome: Result<String, Failure>,
+    ) -> Result<(), TaskError> {
         let lease = self
             .leases
             .lock()
             .ok()
-            .and_then(|mut leases| leases.remove(token))
+            .and_then(|mut leases| {
+                let ours = leases.get(token)?.namespace == *namespace;
+                ours.then(|| leases.remove(token)).flatten()
+            })
             .ok_or(TaskError::UnknownToken)?;
         let report = match outcome {
             Ok(output) => Report::Completed(output),
@@ -262,13 +278,25 @@ mod tests {
         assert_eq!(taken.activity, "a");
         assert_eq!(taken.task_token, first.token);
         assert!(matches!(first.reports.recv().await, Some(Report::Started)));
-        let ack = queues.heartbeat(&first.token, Some("7".into())).unwrap();
+        // Another namespace's worker cannot touch the attempt, and does not spend it.
+        let other = Namespace("other".into());
+        assert_eq!(
+            queues.heartbeat(&other, &first.token, None).unwrap_err(),
+            TaskError::UnknownToken
+        );
+        assert_eq!(
+            queues.finish(&other, &first.token, Ok("stolen".into())),
+            Err(TaskError::UnknownToken)
+        );
+        let ack = queues
+            .heartbeat(&ns, &first.token, Some("7".into()))
+            .unwrap();
         assert!(!ack.cancel_requested);
-        queues.finish(&first.token, Ok("42".into())).unwrap();
+        queues.finish(&ns, &first.token, Ok("42".into())).unwrap();
         assert!(matches!(first.reports.recv().await, Some(Report::Heartbeat(Some(d))) if d == "7"));
         assert!(matches!(first.reports.recv().await, Some(Report::Completed(o)) if o == "42"));
         assert_eq!(
-            queues.finish(&first.token, Ok("again".into())),
+            queues.finish(&ns, &first.token, Ok("again".into())),
             Err(TaskError::UnknownToken),
             "a token is spent once"
         );
@@ -285,7 +313,7 @@ mod tests {
         assert_eq!(taken.activity, "kept");
         queues.revoke(&kept.token);
         assert_eq!(
-            queues.heartbeat(&kept.token, None).unwrap_err(),
+            queues.heartbeat(&ns, &kept.token, None).unwrap_err(),
             TaskError::UnknownToken
         );
         assert!(queues
@@ -305,14 +333,14 @@ mod tests {
         drop(dispatched);
         assert!(
             queues
-                .heartbeat(&taken.task_token, None)
+                .heartbeat(&ns, &taken.task_token, None)
                 .unwrap()
                 .cancel_requested
         );
         let stopped = Failure::new(crate::journal::FailureKind::Cancelled, "cancelled", "ok");
-        assert_eq!(queues.finish(&taken.task_token, Err(stopped)), Ok(()));
+        assert_eq!(queues.finish(&ns, &taken.task_token, Err(stopped)), Ok(()));
         assert_eq!(
-            queues.heartbeat(&taken.task_token, None).unwrap_err(),
+            queues.heartbeat(&ns, &taken.task_token, None).unwrap_err(),
             TaskError::UnknownToken,
             "the report spent the token"
         );

@@ -5,12 +5,17 @@ use crate::runtime::ModuleError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::time::Duration;
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// For `quota_exceeded`: which quota.
+    pub quota: Option<&'static str>,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -19,6 +24,8 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            quota: None,
+            retry_after: None,
         }
     }
 
@@ -55,6 +62,20 @@ impl From<EngineError> for ApiError {
             EngineError::QueryRejected(_) => (StatusCode::BAD_REQUEST, "query_rejected"),
             EngineError::QueryFailed(_) => (StatusCode::UNPROCESSABLE_ENTITY, "query_failed"),
             EngineError::UpdateRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "update_rejected"),
+            EngineError::QuotaExceeded {
+                quota, retry_after, ..
+            } => {
+                // Rates and counts pass with time; a size never does.
+                let status = if quota.starts_with("max_") && quota.ends_with("_bytes") {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::TOO_MANY_REQUESTS
+                };
+                let mut error = Self::new(status, "quota_exceeded", message);
+                error.quota = Some(quota);
+                error.retry_after = *retry_after;
+                return error;
+            }
             EngineError::Storage(_) => {
                 tracing::error!(error = %message, "storage error while serving a request");
                 return Self::new(
@@ -70,7 +91,19 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut error = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(quota) = self.quota {
+            error["quota"] = quota.into();
+        }
+        let mut response =
+            (self.status, Json(serde_json::json!({ "error": error }))).into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs.max(1)),
+            );
+        }
+        response
     }
 }

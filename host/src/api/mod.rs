@@ -4,6 +4,8 @@
 //! `{"error": {"code", "message"}}` with a stable code; internal details are logged,
 //! not sent.
 
+mod admin;
+mod auth;
 mod error;
 mod tasks;
 mod views;
@@ -23,6 +25,9 @@ use serde::Deserialize;
 use std::time::Duration;
 use views::{EventView, ModuleView, RunView};
 
+/// The one route that needs no key: load balancers probe it.
+const HEALTH: &str = "/api/v1/health";
+
 /// Longest a `result` call may wait before answering with the still-open run.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -38,8 +43,28 @@ pub fn router(state: ApiState) -> Router {
     let json_limit = state.max_payload_bytes + 64 * 1024;
     let module_limit = state.max_module_bytes + 1;
     let ns = "/api/v1/namespaces/{ns}";
+    let admin = "/api/v1/admin/namespaces";
     Router::new()
-        .route("/api/v1/health", get(health))
+        .route(HEALTH, get(health))
+        .route(
+            admin,
+            get(admin::list_namespaces).post(admin::create_namespace),
+        )
+        .route(
+            &format!("{admin}/{{ns}}"),
+            get(admin::describe_namespace)
+                .patch(admin::patch_namespace)
+                .delete(admin::delete_namespace),
+        )
+        .route(
+            &format!("{admin}/{{ns}}/keys"),
+            get(admin::list_keys).post(admin::create_key),
+        )
+        .route(
+            &format!("{admin}/{{ns}}/keys/{{key_id}}"),
+            axum::routing::delete(admin::revoke_key),
+        )
+        .route(ns, get(admin::describe_namespace))
         .route(
             &format!("{ns}/modules"),
             post(upload_module)
@@ -115,6 +140,10 @@ pub fn router(state: ApiState) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .with_state(state)
 }
 

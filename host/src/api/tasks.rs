@@ -79,9 +79,12 @@ pub(super) async fn heartbeat(
     ApiPath((ns, token)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<HeartbeatBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    namespace(ns)?;
+    let namespace = namespace(ns)?;
     let details = body.details.map(|d| d.to_string());
-    let ack = state.engine.task_queues().heartbeat(&token, details)?;
+    let ack = state
+        .engine
+        .task_queues()
+        .heartbeat(&namespace, &token, details)?;
     Ok(Json(
         serde_json::json!({ "cancel_requested": ack.cancel_requested }),
     ))
@@ -99,9 +102,12 @@ pub(super) async fn complete(
     ApiPath((ns, token)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<CompleteBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    namespace(ns)?;
+    let namespace = namespace(ns)?;
     let output = body.output.unwrap_or(serde_json::Value::Null).to_string();
-    state.engine.task_queues().finish(&token, Ok(output))?;
+    state
+        .engine
+        .task_queues()
+        .finish(&namespace, &token, Ok(output))?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -124,7 +130,7 @@ pub(super) async fn fail(
     ApiPath((ns, token)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<FailBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    namespace(ns)?;
+    let namespace = namespace(ns)?;
     let kind = if body.cancelled {
         FailureKind::Cancelled
     } else {
@@ -137,6 +143,9 @@ pub(super) async fn fail(
         non_retryable: body.non_retryable || body.cancelled,
         details: body.details.map(|d| d.to_string()),
     };
-    state.engine.task_queues().finish(&token, Err(failure))?;
+    state
+        .engine
+        .task_queues()
+        .finish(&namespace, &token, Err(failure))?;
     Ok(Json(serde_json::json!({})))
 }

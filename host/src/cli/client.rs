@@ -3,6 +3,15 @@
 use serde_json::Value;
 use std::time::Duration;
 
+/// Where the API is, which namespace to work in, and the key to show.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub address: String,
+    pub namespace: String,
+    /// Sent as `Authorization: Bearer KEY` (servers started with `server start`).
+    pub api_key: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -29,21 +38,45 @@ pub enum ClientError {
 }
 
 impl Client {
-    pub fn new(address: &str, namespace: &str) -> Result<Self, ClientError> {
+    pub fn new(endpoint: &Endpoint) -> Result<Self, ClientError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = endpoint.api_key.as_deref().filter(|k| !k.is_empty()) {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| ClientError::Protocol("the API key has invalid characters".into()))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(120))
+            .default_headers(headers)
             .build()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok(Self {
             http,
-            base: address.trim_end_matches('/').to_owned(),
-            namespace: namespace.to_owned(),
+            base: endpoint.address.trim_end_matches('/').to_owned(),
+            namespace: endpoint.namespace.clone(),
         })
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}/api/v1/namespaces/{}{}", self.base, self.namespace, path)
+    }
+
+    /// Any API route, by its path under `/api/v1`; for the admin commands.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ClientError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.send(request).await
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
@@ -63,10 +96,14 @@ impl Client {
                 source,
             })?;
         let status = response.status().as_u16();
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| ClientError::Protocol(format!("HTTP {status}: {e}")))?;
+        let body: Value = if status == 204 {
+            Value::Null
+        } else {
+            response
+                .json()
+                .await
+                .map_err(|e| ClientError::Protocol(format!("HTTP {status}: {e}")))?
+        };
         if (200..300).contains(&status) {
             return Ok((status, body));
         }

@@ -1,12 +1,15 @@
 //! The `spool` command. Server commands run the server in this process; every other
-//! command is a client of the HTTP API (`SPOOL_ADDRESS`, `SPOOL_NAMESPACE`).
+//! command is a client of the HTTP API (`SPOOL_ADDRESS`, `SPOOL_NAMESPACE`,
+//! `SPOOL_API_KEY`).
+
+mod namespace;
 
 pub mod client;
 
 use crate::ids::TypeName;
-use crate::server::{run_dev_server, DevServerConfig};
+use crate::server::{run_server, ServerConfig};
 use clap::{Parser, Subcommand};
-use client::{Client, ClientError};
+use client::{Client, ClientError, Endpoint};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,6 +37,10 @@ struct Cli {
         default_value = "default"
     )]
     namespace: String,
+    /// API key for servers started with `server start` (a namespace's key, or the
+    /// admin key for `namespace` commands).
+    #[arg(long, global = true, env = "SPOOL_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,12 +56,24 @@ enum Command {
     /// Start, inspect and wait for workflows.
     #[command(subcommand)]
     Workflow(WorkflowCommand),
+    /// Manage namespaces, their quotas and API keys (admin key; `describe` also works
+    /// with a namespace's own key).
+    #[command(subcommand)]
+    Namespace(namespace::NamespaceCommand),
     /// Measure latency and throughput against a running server.
     Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
 enum ServerCommand {
+    /// The production server: namespaces, API keys and quotas from a config file
+    /// (see spool.example.toml). Every request needs an API key.
+    Start {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print a new random admin key and the SHA-256 to put in the config file.
+    NewAdminKey,
     /// Everything in one process with a SQLite journal: for development and single hosts.
     StartDev {
         /// The journal file (created if missing). Compiled components are cached beside it.
@@ -261,6 +280,11 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    let endpoint = Endpoint {
+        address: cli.address,
+        namespace: cli.namespace,
+        api_key: cli.api_key,
+    };
     let outcome = match cli.command {
         Command::Server(ServerCommand::StartDev {
             db,
@@ -273,34 +297,56 @@ async fn run(cli: Cli) -> ExitCode {
             secrets,
             evict_after_ms,
         }) => {
-            let config = DevServerConfig {
-                db,
-                port,
-                ui_port: (!no_ui).then_some(ui_port),
+            let config = ServerConfig {
+                ui_listen: (!no_ui).then(|| std::net::SocketAddr::from(([127, 0, 0, 1], ui_port))),
                 modules,
                 activity_modules,
-                allow_http,
+                allow_http: (!allow_http.is_empty()).then_some(allow_http),
                 secrets,
                 evict_after: u64::try_from(evict_after_ms)
                     .ok()
                     .map(Duration::from_millis),
+                ..ServerConfig::dev(db, port)
             };
-            return match run_dev_server(config, shutdown_signal()).await {
-                Ok(()) => ExitCode::SUCCESS,
+            return serve(config).await;
+        }
+        Command::Server(ServerCommand::Start { config }) => {
+            return match crate::config::load(&config) {
+                Ok(config) => serve(config).await,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {e}");
                     ExitCode::FAILURE
                 }
             };
         }
-        Command::Bench(args) => return crate::bench::run(&cli.address, &cli.namespace, args).await,
-        Command::Module(command) => module_command(&cli.address, &cli.namespace, command).await,
-        Command::Workflow(command) => workflow_command(&cli.address, &cli.namespace, command).await,
+        Command::Server(ServerCommand::NewAdminKey) => {
+            let key = crate::tenancy::keys::mint().key;
+            println!("admin key (keep it secret; give it to the CLI as SPOOL_API_KEY):\n  {key}");
+            println!(
+                "for the config file:\n  [auth]\n  admin_key_sha256 = \"{}\"",
+                crate::tenancy::keys::digest(&key)
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Bench(args) => return crate::bench::run(&endpoint, args).await,
+        Command::Module(command) => module_command(&endpoint, command).await,
+        Command::Workflow(command) => workflow_command(&endpoint, command).await,
+        Command::Namespace(command) => namespace::run(&endpoint, command).await,
     };
     match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: ServerConfig) -> ExitCode {
+    match run_server(config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -341,12 +387,8 @@ enum CliError {
     Usage(String),
 }
 
-async fn module_command(
-    address: &str,
-    namespace: &str,
-    command: ModuleCommand,
-) -> Result<ExitCode, CliError> {
-    let client = Client::new(address, namespace)?;
+async fn module_command(endpoint: &Endpoint, command: ModuleCommand) -> Result<ExitCode, CliError> {
+    let client = Client::new(endpoint)?;
     match command {
         ModuleCommand::Upload { file, name, kind } => {
             let bytes = std::fs::read(&file)
@@ -365,11 +407,10 @@ fn parse_json(flag: &str, text: &str) -> Result<serde_json::Value, CliError> {
 }
 
 async fn workflow_command(
-    address: &str,
-    namespace: &str,
+    endpoint: &Endpoint,
     command: WorkflowCommand,
 ) -> Result<ExitCode, CliError> {
-    let client = Client::new(address, namespace)?;
+    let client = Client::new(endpoint)?;
     match command {
         WorkflowCommand::Start {
             workflow_type,

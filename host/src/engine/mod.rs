@@ -20,6 +20,7 @@ use crate::journal::{
 };
 use crate::runtime::bindings::WorkflowPre;
 use crate::runtime::{ModuleError, Runtime, Sandbox};
+use crate::tenancy::{Tenancy, Tenant};
 use driver::{Question, RunHost};
 use std::collections::HashMap;
 use std::future::Future;
@@ -57,6 +58,8 @@ pub struct EngineConfig {
     pub evict_after: Option<Duration>,
     /// Largest accepted payload (workflow input and output, activity input and output).
     pub max_payload_bytes: usize,
+    /// Namespaces, keys and quotas. None: open mode with the default quotas.
+    pub tenancy: Option<Arc<Tenancy>>,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +67,7 @@ impl Default for EngineConfig {
         Self {
             evict_after: Some(Duration::from_secs(5)),
             max_payload_bytes: 2 << 20,
+            tenancy: None,
         }
     }
 }
@@ -74,7 +78,9 @@ pub enum EngineError {
     /// Fix the request.
     #[error("{0}")]
     InvalidInput(String),
-    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    #[error(
+        "payload of {size} bytes exceeds the limit of {limit} bytes (quota max_payload_bytes)"
+    )]
     PayloadTooLarge { size: usize, limit: usize },
     #[error(transparent)]
     InvalidModule(#[from] ModuleError),
@@ -102,6 +108,13 @@ pub enum EngineError {
     UpdateRejected(String),
     #[error("workflow {0} is {1}: its run is closed")]
     NotOpen(WorkflowId, &'static str),
+    /// A namespace quota refused the request; `retry_after` when waiting helps.
+    #[error("{message}")]
+    QuotaExceeded {
+        quota: &'static str,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// Retry later.
     #[error("storage: {0}")]
     Storage(String),
@@ -111,6 +124,12 @@ impl From<JournalError> for EngineError {
     fn from(e: JournalError) -> Self {
         match e {
             JournalError::AlreadyRunning(id) => EngineError::AlreadyRunning(id),
+            JournalError::QuotaExceeded { quota, message } => EngineError::QuotaExceeded {
+                quota,
+                message,
+                retry_after: None,
+            },
+            JournalError::NotFound(m) => EngineError::NotFound(m),
             other => EngineError::Storage(other.to_string()),
         }
     }
@@ -138,6 +157,7 @@ pub(crate) struct Inner {
     clock: SharedClock,
     activities: Arc<ActivityExecutor>,
     config: EngineConfig,
+    tenancy: Arc<Tenancy>,
     linker: Linker<Sandbox<RunHost>>,
     pres: Mutex<HashMap<(Namespace, ModuleHash), RunPre>>,
     /// Runs whose driver is running (at most one per run), with the driver's inbox.
@@ -157,6 +177,13 @@ impl Engine {
     ) -> anyhow::Result<Self> {
         let linker = crate::runtime::wasi::workflow_linker::<RunHost>(runtime.engine())
             .map_err(anyhow::Error::from)?;
+        let tenancy = config.tenancy.clone().unwrap_or_else(|| {
+            let defaults = crate::tenancy::quotas::Quotas {
+                max_payload_bytes: config.max_payload_bytes as u64,
+                ..Default::default()
+            };
+            Tenancy::open(journal.clone(), clock.clone(), defaults)
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 journal,
@@ -164,6 +191,7 @@ impl Engine {
                 clock,
                 activities,
                 config,
+                tenancy,
                 linker,
                 pres: Mutex::new(HashMap::new()),
                 live: Mutex::new(HashMap::new()),
@@ -174,6 +202,18 @@ impl Engine {
 
     pub fn journal(&self) -> &Arc<dyn Journal> {
         &self.inner.journal
+    }
+
+    pub fn tenancy(&self) -> &Arc<Tenancy> {
+        &self.inner.tenancy
+    }
+
+    /// The namespace as the host runs it; not found in key mode if not registered.
+    fn tenant(&self, namespace: &Namespace) -> EngineResult<Arc<Tenant>> {
+        self.inner
+            .tenancy
+            .tenant(namespace)
+            .ok_or_else(|| EngineError::NotFound(format!("namespace {namespace}")))
     }
 
     /// The queues through which remote workers take activity attempts.
@@ -221,6 +261,17 @@ impl Engine {
                 "{name:?} is the name of a built-in activity; choose another"
             )));
         }
+        let limit = self.tenant(namespace)?.quotas.max_module_bytes;
+        if bytes.len() as u64 > limit {
+            return Err(EngineError::QuotaExceeded {
+                quota: "max_module_bytes",
+                message: format!(
+                    "the module is {} bytes; namespace {namespace}'s quota max_module_bytes is {limit}",
+                    bytes.len()
+                ),
+                retry_after: None,
+            });
+        }
         let hash = ModuleHash::of(&bytes);
         let inner = self.inner.clone();
         let (bytes, component) = tokio::task::spawn_blocking(move || {
@@ -262,7 +313,15 @@ impl Engine {
             .map_err(EngineError::InvalidInput)?;
         validate_name("workflow type", request.workflow_type.as_str())
             .map_err(EngineError::InvalidInput)?;
-        self.check_payload(&request.input)?;
+        let tenant = self.tenant(&request.namespace)?;
+        check_payload(&tenant, &request.input)?;
+        tenant
+            .admit_start()
+            .map_err(|limited| EngineError::QuotaExceeded {
+                quota: "starts_per_second",
+                message: limited.message,
+                retry_after: Some(limited.retry_after),
+            })?;
         let module = self
             .inner
             .journal
@@ -297,17 +356,9 @@ impl Engine {
         Ok(record)
     }
 
-    fn check_payload(&self, json: &str) -> EngineResult<()> {
-        let limit = self.inner.config.max_payload_bytes;
-        if json.len() > limit {
-            return Err(EngineError::PayloadTooLarge {
-                size: json.len(),
-                limit,
-            });
-        }
-        serde_json::from_str::<serde::de::IgnoredAny>(json)
-            .map_err(|e| EngineError::InvalidInput(format!("input is not valid JSON: {e}")))?;
-        Ok(())
+    /// Checks a JSON payload sent to a run of `namespace` against its size quota.
+    fn check_payload(&self, namespace: &Namespace, json: &str) -> EngineResult<()> {
+        check_payload(&*self.tenant(namespace)?, json)
     }
 
     /// The newest run of a workflow id.
@@ -463,7 +514,7 @@ impl Engine {
         name: &str,
         input: &str,
     ) -> EngineResult<RunRecord> {
-        self.check_payload(input)?;
+        self.check_payload(namespace, input)?;
         let signal = EventKind::SignalReceived {
             name: name.to_owned(),
             input: input.to_owned(),
@@ -525,10 +576,10 @@ impl Engine {
         input: &str,
     ) -> EngineResult<String> {
         validate_name("query name", name).map_err(EngineError::InvalidInput)?;
-        self.check_payload(input)?;
+        self.check_payload(namespace, input)?;
         let run = self.describe(namespace, workflow_id).await?;
         let events = self.inner.journal.events(&run.run_id).await?;
-        let limit = self.inner.config.max_payload_bytes;
+        let limit = self.tenant(namespace)?.quotas.max_payload_bytes as usize;
         let question = Question::Query {
             name: name.into(),
             input: input.into(),
@@ -623,6 +674,7 @@ impl Engine {
             }),
             signals_upto: None,
             children: Vec::new(),
+            usage: Default::default(),
         };
         journal::commit(&*self.inner.journal, write).await?;
         Ok(())
@@ -637,7 +689,7 @@ impl Engine {
     ) -> EngineResult<RunRecord> {
         validate_name("signal name", name).map_err(EngineError::InvalidInput)?;
         check_not_reserved(name)?;
-        self.check_payload(input)?;
+        self.check_payload(&request.namespace, input)?;
         // Two attempts: the run may close between a failed start and the signal.
         for _ in 0..2 {
             match self.start_workflow(request.clone()).await {
@@ -952,4 +1004,17 @@ impl Inner {
         }
         Ok(pre)
     }
+}
+
+fn check_payload(tenant: &Tenant, json: &str) -> EngineResult<()> {
+    let limit = tenant.quotas.max_payload_bytes as usize;
+    if json.len() > limit {
+        return Err(EngineError::PayloadTooLarge {
+            size: json.len(),
+            limit,
+        });
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(json)
+        .map_err(|e| EngineError::InvalidInput(format!("input is not valid JSON: {e}")))?;
+    Ok(())
 }

@@ -59,7 +59,7 @@ impl Engine {
                 "update names starting with {RESERVED_SIGNAL_PREFIX:?} are reserved for the host"
             )));
         }
-        self.check_payload(&request.input)?;
+        self.check_payload(namespace, &request.input)?;
         let update_id = match request.update_id {
             Some(id) => {
                 validate_name("update id", &id).map_err(EngineError::InvalidInput)?;

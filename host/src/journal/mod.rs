@@ -12,6 +12,7 @@ pub mod sqlite;
 
 use crate::clock::EpochMs;
 use crate::ids::{Handle, ModuleHash, Namespace, RunId, Seq, TypeName, WorkflowId};
+pub use crate::tenancy::quotas::Quotas;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
@@ -544,6 +545,42 @@ pub struct NewChild {
     pub started: Event,
 }
 
+/// A namespace as the `namespaces` table holds it (production mode registers every
+/// namespace; the dev server also serves namespaces it has never heard of).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamespaceRecord {
+    pub name: Namespace,
+    pub created_at_ms: EpochMs,
+    pub quotas: Quotas,
+}
+
+/// What a namespace holds and has spent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct NamespaceUsage {
+    /// Fuel burnt by the activations whose results were journaled: each activation
+    /// counts once, however often the run is replayed, so the number is deterministic.
+    pub fuel_consumed: u64,
+    /// Those activations.
+    pub activations: u64,
+    pub open_runs: u64,
+    pub runs: u64,
+    pub modules: u64,
+}
+
+/// An API key of a namespace. Only the SHA-256 of the key is kept; the key itself is
+/// shown once, when it is created.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ApiKeyRecord {
+    pub key_id: String,
+    pub namespace: Namespace,
+    #[serde(skip)]
+    pub secret_sha256: String,
+    pub label: String,
+    pub created_at_ms: EpochMs,
+    pub expires_at_ms: Option<EpochMs>,
+    pub revoked_at_ms: Option<EpochMs>,
+}
+
 /// Filters for [`Journal::list_runs`].
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
@@ -564,6 +601,16 @@ pub enum JournalError {
     Closed,
     #[error("run {0} is closed")]
     RunClosed(RunId),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// A quota the journal enforces itself (it alone sees every start at once).
+    #[error("{message}")]
+    QuotaExceeded {
+        quota: &'static str,
+        message: String,
+    },
 }
 
 pub type JournalResult<T> = Result<T, JournalError>;
@@ -592,9 +639,15 @@ pub enum Write {
         /// Child runs started by `child_scheduled` events among `events`. A child whose
         /// workflow id is taken is not created; its handle fails (through the inbox).
         children: Vec<NewChild>,
+        /// Fuel the guest burnt to produce `events`, and in how many activations:
+        /// counted to the run's namespace in the same transaction.
+        usage: Usage,
     },
     /// Puts a signal in an open run's inbox; fails with `RunClosed` if the run is closed.
-    Signal { run_id: RunId, signal: InboxEntry },
+    Signal {
+        run_id: RunId,
+        signal: InboxEntry,
+    },
     /// Closes a run that continues as new and creates its successor, moving the signals
     /// it did not consume (`carried`, then its inbox) to the new run, in order.
     ContinueAsNew {
@@ -611,6 +664,30 @@ pub enum Write {
         run_id: RunId,
         module_hash: ModuleHash,
     },
+    /// Registers a namespace; fails with `Conflict` if it exists.
+    CreateNamespace(NamespaceRecord),
+    /// Replaces a namespace's quotas; fails with `NotFound` if it does not exist.
+    SetQuotas {
+        name: Namespace,
+        quotas: Quotas,
+    },
+    /// Deletes a namespace with everything in it; fails with `Conflict` while it has
+    /// open runs.
+    DeleteNamespace(Namespace),
+    PutApiKey(ApiKeyRecord),
+    /// Revokes a key of `namespace`; fails with `NotFound` for a key of another.
+    RevokeApiKey {
+        namespace: Namespace,
+        key_id: String,
+        at_ms: EpochMs,
+    },
+}
+
+/// Work a guest did, as counted to its namespace.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Usage {
+    pub fuel: u64,
+    pub activations: u64,
 }
 
 /// Storage as the engine and the API see it.
@@ -658,6 +735,12 @@ pub trait Journal: Send + Sync + 'static {
     async fn attempts(&self, run_id: &RunId) -> JournalResult<Vec<AttemptRecord>>;
     /// The child runs a run started, oldest first.
     async fn children(&self, run_id: &RunId) -> JournalResult<Vec<RunRecord>>;
+    /// Registered namespaces, by name.
+    async fn namespaces(&self) -> JournalResult<Vec<NamespaceRecord>>;
+    async fn namespace_usage(&self, namespace: &Namespace) -> JournalResult<NamespaceUsage>;
+    /// The keys of a namespace, revoked and expired ones included, oldest first.
+    async fn api_keys(&self, namespace: &Namespace) -> JournalResult<Vec<ApiKeyRecord>>;
+    async fn api_key(&self, key_id: &str) -> JournalResult<Option<ApiKeyRecord>>;
 }
 
 /// Submits a write and waits until it is committed.

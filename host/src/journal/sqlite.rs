@@ -112,6 +112,33 @@ CREATE TABLE activity_attempts (
     PRIMARY KEY (run_id, handle, attempt)
 ) WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE namespaces (
+    name          TEXT PRIMARY KEY,
+    created_at_ms INTEGER NOT NULL,
+    quotas        TEXT NOT NULL,
+    -- Copied out of `quotas`: the one quota the writer checks itself, inside the
+    -- transaction that creates a run.
+    max_running_workflows INTEGER
+);
+CREATE TABLE api_keys (
+    key_id        TEXT PRIMARY KEY,
+    namespace     TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    label         TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER,
+    revoked_at_ms INTEGER
+);
+CREATE INDEX api_keys_by_namespace ON api_keys (namespace, created_at_ms);
+CREATE TABLE namespace_usage (
+    namespace     TEXT PRIMARY KEY,
+    fuel_consumed INTEGER NOT NULL DEFAULT 0,
+    activations   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX open_runs_by_namespace ON runs (namespace)
+    WHERE status IN ('running', 'blocked');
+"#,
 ];
 
 /// Writes folded into one transaction at most; bounds the latency of a batch.
@@ -291,7 +318,10 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
             })
             .map_err(storage)?;
         }
-        Write::CreateRun { record, started } => insert_run(conn, record, started)?,
+        Write::CreateRun { record, started } => {
+            check_running_quota(conn, record)?;
+            insert_run(conn, record, started)?
+        }
         Write::ContinueAsNew {
             run_id,
             events,
@@ -331,8 +361,12 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
             status,
             signals_upto,
             children,
+            usage,
         } => {
             insert_events(conn, run_id, events)?;
+            if usage.activations > 0 {
+                add_usage(conn, run_id, usage)?;
+            }
             if let Some(upto) = signals_upto {
                 conn.prepare_cached("DELETE FROM signal_inbox WHERE run_id = ?1 AND id <= ?2")
                     .and_then(|mut s| s.execute(params![run_id.as_str(), upto]))
@@ -382,6 +416,184 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
                 .and_then(|mut s| s.execute(params![run_id.as_str(), module_hash.as_str()]))
                 .map_err(storage)?;
         }
+        Write::CreateNamespace(record) => {
+            let quotas = serde_json::to_string(&record.quotas).map_err(storage)?;
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO namespaces (name, created_at_ms, quotas, max_running_workflows)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        record.name.as_str(),
+                        record.created_at_ms as i64,
+                        quotas,
+                        record.quotas.max_running_workflows.map(|m| m as i64)
+                    ])
+                })
+                .map_err(storage)?;
+            if inserted == 0 {
+                return Err(JournalError::Conflict(format!(
+                    "namespace {} already exists",
+                    record.name
+                )));
+            }
+        }
+        Write::SetQuotas { name, quotas } => {
+            let json = serde_json::to_string(quotas).map_err(storage)?;
+            let updated = conn
+                .prepare_cached(
+                    "UPDATE namespaces SET quotas = ?2, max_running_workflows = ?3
+                     WHERE name = ?1",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        name.as_str(),
+                        json,
+                        quotas.max_running_workflows.map(|m| m as i64)
+                    ])
+                })
+                .map_err(storage)?;
+            if updated == 0 {
+                return Err(JournalError::NotFound(format!(
+                    "namespace {name} not found"
+                )));
+            }
+        }
+        Write::DeleteNamespace(name) => delete_namespace(conn, name)?,
+        Write::PutApiKey(key) => {
+            conn.prepare_cached(
+                "INSERT INTO api_keys (key_id, namespace, secret_sha256, label, created_at_ms,
+                    expires_at_ms, revoked_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    key.key_id,
+                    key.namespace.as_str(),
+                    key.secret_sha256,
+                    key.label,
+                    key.created_at_ms as i64,
+                    key.expires_at_ms.map(|t| t as i64),
+                    key.revoked_at_ms.map(|t| t as i64),
+                ])
+            })
+            .map_err(storage)?;
+        }
+        Write::RevokeApiKey {
+            namespace,
+            key_id,
+            at_ms,
+        } => {
+            let updated = conn
+                .prepare_cached(
+                    "UPDATE api_keys SET revoked_at_ms = COALESCE(revoked_at_ms, ?3)
+                     WHERE key_id = ?1 AND namespace = ?2",
+                )
+                .and_then(|mut s| s.execute(params![key_id, namespace.as_str(), *at_ms as i64]))
+                .map_err(storage)?;
+            if updated == 0 {
+                return Err(JournalError::NotFound(format!(
+                    "namespace {namespace} has no key {key_id}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts a guest's work to the namespace of its run.
+fn add_usage(conn: &Connection, run_id: &RunId, usage: &Usage) -> JournalResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO namespace_usage (namespace, fuel_consumed, activations)
+         SELECT namespace, ?2, ?3 FROM runs WHERE run_id = ?1
+         ON CONFLICT (namespace) DO UPDATE SET
+            fuel_consumed = fuel_consumed + excluded.fuel_consumed,
+            activations = activations + excluded.activations",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            run_id.as_str(),
+            usage.fuel as i64,
+            usage.activations as i64
+        ])
+    })
+    .map_err(storage)?;
+    Ok(())
+}
+
+fn delete_namespace(conn: &Connection, name: &Namespace) -> JournalResult<()> {
+    let ns = name.as_str();
+    let open: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM runs WHERE namespace = ?1 AND status IN ('running', 'blocked')",
+        )
+        .and_then(|mut s| s.query_row(params![ns], |r| r.get(0)))
+        .map_err(storage)?;
+    if open > 0 {
+        return Err(JournalError::Conflict(format!(
+            "namespace {name} has {open} open runs; terminate them first"
+        )));
+    }
+    // Per-run tables first, while `runs` still says which runs are the namespace's.
+    for table in [
+        "events",
+        "timers",
+        "activity_tasks",
+        "signal_inbox",
+        "activity_attempts",
+    ] {
+        conn.execute(
+            &format!(
+                "DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM runs WHERE namespace = ?1)"
+            ),
+            params![ns],
+        )
+        .map_err(storage)?;
+    }
+    for (table, column) in [
+        ("runs", "namespace"),
+        ("module_types", "namespace"),
+        ("modules", "namespace"),
+        ("api_keys", "namespace"),
+        ("namespace_usage", "namespace"),
+        ("namespaces", "name"),
+    ] {
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE {column} = ?1"),
+            params![ns],
+        )
+        .map_err(storage)?;
+    }
+    Ok(())
+}
+
+/// Refuses a new open run beyond the namespace's `max_running_workflows`.
+fn check_running_quota(conn: &Connection, record: &RunRecord) -> JournalResult<()> {
+    let limit: Option<Option<i64>> = conn
+        .prepare_cached("SELECT max_running_workflows FROM namespaces WHERE name = ?1")
+        .and_then(|mut s| {
+            s.query_row(params![record.namespace.as_str()], |r| r.get(0))
+                .optional()
+        })
+        .map_err(storage)?;
+    let Some(Some(limit)) = limit else {
+        return Ok(());
+    };
+    let open: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM runs WHERE namespace = ?1 AND status IN ('running', 'blocked')",
+        )
+        .and_then(|mut s| s.query_row(params![record.namespace.as_str()], |r| r.get(0)))
+        .map_err(storage)?;
+    if open >= limit {
+        return Err(JournalError::QuotaExceeded {
+            quota: "max_running_workflows",
+            message: format!(
+                "namespace {} has {open} open runs, its quota max_running_workflows is {limit}; \
+                 wait for runs to finish",
+                record.namespace
+            ),
+        });
     }
     Ok(())
 }
@@ -433,12 +645,20 @@ fn start_child(
     let Some(link) = &child.record.parent else {
         return Err(storage("a child run without a parent link"));
     };
-    match insert_run(conn, &child.record, &child.started) {
-        Err(JournalError::AlreadyRunning(id)) => {
+    // A continued run replaces its predecessor and is not counted again; a child is a
+    // new open run like any other.
+    let created = check_running_quota(conn, &child.record)
+        .and_then(|()| insert_run(conn, &child.record, &child.started));
+    match created {
+        Err(refused @ (JournalError::AlreadyRunning(_) | JournalError::QuotaExceeded { .. })) => {
+            let error_type = match &refused {
+                JournalError::QuotaExceeded { .. } => "quota_exceeded",
+                _ => "already_running",
+            };
             let failure = Failure::new(
                 FailureKind::Application,
-                "already_running",
-                format!("cannot start the child workflow: workflow {id} is already running"),
+                error_type,
+                format!("cannot start the child workflow: {refused}"),
             )
             .non_retryable();
             let entry = InboxEntry {
@@ -744,6 +964,21 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
     })
 }
 
+const KEY_COLUMNS: &str =
+    "key_id, namespace, secret_sha256, label, created_at_ms, expires_at_ms, revoked_at_ms";
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        key_id: row.get(0)?,
+        namespace: Namespace(row.get(1)?),
+        secret_sha256: row.get(2)?,
+        label: row.get(3)?,
+        created_at_ms: row.get::<_, i64>(4)? as EpochMs,
+        expires_at_ms: row.get::<_, Option<i64>>(5)?.map(|t| t as EpochMs),
+        revoked_at_ms: row.get::<_, Option<i64>>(6)?.map(|t| t as EpochMs),
+    })
+}
+
 fn module_from_row(row: &Row<'_>) -> rusqlite::Result<ModuleRecord> {
     let kind: String = row.get(2)?;
     Ok(ModuleRecord {
@@ -969,6 +1204,81 @@ impl Journal for SqliteJournal {
         .await
     }
 
+    async fn namespaces(&self) -> JournalResult<Vec<NamespaceRecord>> {
+        let rows: Vec<(String, i64, String)> = self
+            .read(|c| {
+                c.prepare_cached(
+                    "SELECT name, created_at_ms, quotas FROM namespaces ORDER BY name",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(name, created_at_ms, quotas)| {
+                Ok(NamespaceRecord {
+                    name: Namespace(name),
+                    created_at_ms: created_at_ms as EpochMs,
+                    quotas: serde_json::from_str(&quotas).map_err(storage)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn namespace_usage(&self, namespace: &Namespace) -> JournalResult<NamespaceUsage> {
+        let ns = namespace.0.clone();
+        self.read(move |c| {
+            let (fuel_consumed, activations): (i64, i64) = c
+                .prepare_cached(
+                    "SELECT fuel_consumed, activations FROM namespace_usage WHERE namespace = ?1",
+                )?
+                .query_row(params![ns], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .unwrap_or((0, 0));
+            let count = |sql: &str| -> rusqlite::Result<u64> {
+                c.prepare_cached(sql)?
+                    .query_row(params![ns], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u64)
+            };
+            Ok(NamespaceUsage {
+                fuel_consumed: fuel_consumed as u64,
+                activations: activations as u64,
+                open_runs: count(
+                    "SELECT COUNT(*) FROM runs WHERE namespace = ?1
+                     AND status IN ('running', 'blocked')",
+                )?,
+                runs: count("SELECT COUNT(*) FROM runs WHERE namespace = ?1")?,
+                modules: count("SELECT COUNT(*) FROM module_types WHERE namespace = ?1")?,
+            })
+        })
+        .await
+    }
+
+    async fn api_keys(&self, namespace: &Namespace) -> JournalResult<Vec<ApiKeyRecord>> {
+        let ns = namespace.0.clone();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE namespace = ?1
+                 ORDER BY created_at_ms, key_id"
+            ))?
+            .query_map(params![ns], key_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn api_key(&self, key_id: &str) -> JournalResult<Option<ApiKeyRecord>> {
+        let id = key_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?1"
+            ))?
+            .query_row(params![id], key_from_row)
+            .optional()
+        })
+        .await
+    }
+
     async fn events(&self, run_id: &RunId) -> JournalResult<Vec<Event>> {
         let id = run_id.0.clone();
         let bodies: Vec<String> = self
@@ -1054,6 +1364,7 @@ mod tests {
                     status: None,
                     signals_upto: None,
                     children: Vec::new(),
+                    usage: Default::default(),
                 },
             )
             .await
@@ -1081,6 +1392,7 @@ mod tests {
                 }),
                 signals_upto: None,
                 children: Vec::new(),
+                usage: Default::default(),
             },
         )
         .await
@@ -1146,6 +1458,7 @@ mod tests {
                 status: None,
                 signals_upto: None,
                 children: Vec::new(),
+                usage: Default::default(),
             },
         )
         .await;

@@ -30,26 +30,78 @@ pub fn spool_binary() -> &'static str {
     env!("CARGO_BIN_EXE_spool")
 }
 
-/// A `spool server start-dev` child process on a journal in `dir`.
+/// A `spool server start-dev` (or `server start`) child process on a journal in `dir`.
 pub struct Server {
     child: Child,
     pub address: String,
     dir: PathBuf,
-    extra: Vec<String>,
+    /// The arguments of `spool` that start it.
+    args: Vec<String>,
     starts: usize,
+    /// The key the CLI shows (`SPOOL_API_KEY`), for production servers.
+    pub api_key: Option<String>,
 }
+
+/// The admin key of production test servers (their config reads it from this variable).
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef0123456789";
+const ADMIN_KEY_VAR: &str = "SPOOL_TEST_ADMIN_KEY";
 
 impl Server {
     pub fn start(dir: &Path, extra: &[&str]) -> Self {
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, address) = spawn(dir, &extra, 0);
+        let mut args: Vec<String> = ["server", "start-dev", "--port", "0", "--no-ui", "--db"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(dir.join("spool.db").display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::spawn_with(dir, args, None)
+    }
+
+    /// A production server (`server start --config`) whose config is `[server]` and
+    /// `[auth]` (admin key [`ADMIN_KEY`]) followed by `more` (quotas, namespaces). The
+    /// CLI uses the admin key until `api_key` is changed.
+    pub fn start_production(dir: &Path, more: &str) -> Self {
+        let config = dir.join("spool.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\ndb = \"spool.db\"\nlisten = \"127.0.0.1:0\"\n\
+                 [auth]\nadmin_key_env = \"{ADMIN_KEY_VAR}\"\n{more}"
+            ),
+        )
+        .expect("write the config");
+        let args = vec![
+            "server".into(),
+            "start".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ];
+        Self::spawn_with(dir, args, Some(ADMIN_KEY.to_owned()))
+    }
+
+    fn spawn_with(dir: &Path, args: Vec<String>, api_key: Option<String>) -> Self {
+        let (child, address) = spawn(dir, &args, 0);
         Self {
             child,
             address,
             dir: dir.to_owned(),
-            extra,
+            args,
             starts: 1,
+            api_key,
         }
+    }
+
+    /// Runs a client command with `key` as the API key (None: no key at all).
+    pub fn cli_with_key(&self, key: Option<&str>, args: &[&str]) -> Output {
+        let mut command = Command::new(spool_binary());
+        command
+            .args(args)
+            .env("SPOOL_ADDRESS", &self.address)
+            .env_remove("SPOOL_API_KEY");
+        if let Some(key) = key {
+            command.env("SPOOL_API_KEY", key);
+        }
+        command.output().expect("run the spool CLI")
     }
 
     /// SIGKILL: no shutdown code runs, exactly like a crash or power loss.
@@ -86,7 +138,7 @@ impl Server {
     /// Starts the server again on the same journal (after `kill9`).
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, address) = spawn(&self.dir, &self.extra, self.starts);
+        let (child, address) = spawn(&self.dir, &self.args, self.starts);
         self.child = child;
         self.address = address;
         self.starts += 1;
@@ -94,11 +146,7 @@ impl Server {
 
     /// Runs a `spool` client command against this server.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(spool_binary())
-            .args(args)
-            .env("SPOOL_ADDRESS", &self.address)
-            .output()
-            .expect("run the spool CLI")
+        self.cli_with_key(self.api_key.as_deref(), args)
     }
 
     /// Runs a client command that must succeed; returns its stdout.
@@ -167,13 +215,12 @@ impl Drop for Server {
     }
 }
 
-fn spawn(dir: &Path, extra: &[String], start: usize) -> (Child, String) {
+fn spawn(dir: &Path, args: &[String], start: usize) -> (Child, String) {
     let log =
         std::fs::File::create(dir.join(format!("server-{start}.log"))).expect("create server log");
     let mut child = Command::new(spool_binary())
-        .args(["server", "start-dev", "--port", "0", "--no-ui", "--db"])
-        .arg(dir.join("spool.db"))
-        .args(extra)
+        .args(args)
+        .env(ADMIN_KEY_VAR, ADMIN_KEY)
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()

@@ -652,6 +652,7 @@ impl RunHost {
             status,
             signals_upto,
             children,
+            usage: Default::default(),
         };
         self.inner.journal.submit(write).await
     }
