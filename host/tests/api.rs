@@ -473,6 +473,21 @@ async fn list_queries_are_checked() {
     api.get(&format!("{workflows}?limit=many"))
         .await
         .error(StatusCode::BAD_REQUEST, "invalid_argument");
+    // A list is bounded: no request reads a whole namespace in one answer.
+    for limit in ["0", "1001", "4294967295", "-1"] {
+        api.get(&format!("{workflows}?limit={limit}"))
+            .await
+            .error(StatusCode::BAD_REQUEST, "invalid_argument");
+    }
+    api.get(&format!("{workflows}?parent=..%2F..%2Fetc"))
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_argument");
+    // A namespace with path characters, or percent-encoded, is refused as sent.
+    for ns in ["a%2Fb", "%2e%2e", "d%65fault"] {
+        api.get(&format!("/api/v1/namespaces/{ns}/workflows"))
+            .await
+            .error(StatusCode::BAD_REQUEST, "invalid_argument");
+    }
     for status in ["running", "completed", "failed", "blocked"] {
         let reply = api
             .get(&format!("{workflows}?status={status}&limit=5"))

@@ -28,6 +28,9 @@ use views::{EventView, ModuleView, RunView};
 /// The one route that needs no key: load balancers probe it.
 const HEALTH: &str = "/api/v1/health";
 
+/// Most runs one `list` answers with.
+const MAX_LIST: u32 = 1_000;
+
 /// Longest a `result` call may wait before answering with the still-open run.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -328,11 +331,17 @@ async fn list_workflows(
     if let Some(p) = &query.parent {
         crate::ids::validate_name("parent", p).map_err(ApiError::invalid)?;
     }
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_LIST).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit {limit}: expected 1 to {MAX_LIST}"
+        )));
+    }
     let filter = RunFilter {
         status,
         workflow_type: query.workflow_type.map(TypeName),
         parent_workflow_id: query.parent.map(WorkflowId),
-        limit: query.limit.unwrap_or(100),
+        limit,
     };
     let runs = state.engine.list(&namespace, &filter).await?;
     let runs: Vec<RunView> = runs.into_iter().map(RunView::from).collect();
