@@ -22,11 +22,23 @@ struct PythonWorker {
 
 impl PythonWorker {
     fn start(server: &Server, queue: &str) -> Self {
+        Self::start_in(server, queue, "default", None)
+    }
+
+    /// A worker of `namespace`, showing `api_key` (production servers).
+    fn start_in(server: &Server, queue: &str, namespace: &str, api_key: Option<&str>) -> Self {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../workers/python/example_worker.py");
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        command
             .arg(script)
             .args(["--address", &server.address, "--queue", queue])
+            .args(["--namespace", namespace])
+            .env_remove("SPOOL_API_KEY");
+        if let Some(key) = api_key {
+            command.env("SPOOL_API_KEY", key);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -235,4 +247,61 @@ fn a_workflow_cancels_an_activity_running_in_the_host() {
         1,
         "the request was sent once, then abandoned"
     );
+}
+
+#[test]
+fn in_production_a_worker_authenticates_with_its_namespace_key() {
+    let dir = tempdir();
+    let server = Server::start_production(dir.path(), "[namespaces.media]\n[namespaces.other]\n");
+    let key = |ns: &str| {
+        server.cli_json(&["namespace", "key", "create", ns])["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (media, other) = (key("media"), key("other"));
+    let as_media = |args: &[&str]| {
+        let mut all = vec!["--namespace", "media"];
+        all.extend_from_slice(args);
+        let out = server.cli_with_key(Some(&media), &all);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        out
+    };
+    let relay = guest("relay");
+    as_media(&[
+        "module",
+        "upload",
+        relay.to_str().unwrap(),
+        "--name",
+        "relay",
+    ]);
+    let input = json!({ "activity": "text.shout", "input": "quiet", "task_queue": "media" });
+    as_media(&[
+        "workflow",
+        "start",
+        "--type",
+        "relay",
+        "--id",
+        "shout",
+        "--input",
+        &input.to_string(),
+    ]);
+
+    // A key of another namespace finds no such queue, and takes nothing from it.
+    let poll = reqwest::blocking::Client::new()
+        .post(format!(
+            "{}/api/v1/namespaces/media/task-queues/media/poll",
+            server.address
+        ))
+        .bearer_auth(&other)
+        .json(&json!({ "wait_secs": 0 }))
+        .send()
+        .unwrap();
+    assert_eq!(poll.status().as_u16(), 404);
+
+    let worker = PythonWorker::start_in(&server, "media", "media", Some(&media));
+    worker.wait_for("took text.shout attempt 1");
+    let out = as_media(&["workflow", "result", "--id", "shout", "--timeout", "30"]);
+    let output: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(output, json!("QUIET"));
 }

@@ -41,10 +41,12 @@ def main():
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--queue", default="media")
     parser.add_argument("--concurrency", type=int, default=4)
+    # Servers started with `spool server start` need a key of the namespace.
+    parser.add_argument("--api-key", default=os.environ.get("SPOOL_API_KEY"))
     args = parser.parse_args()
 
     worker = Worker(args.address, task_queue=args.queue, namespace=args.namespace,
-                    concurrency=args.concurrency, poll_wait_secs=5)
+                    concurrency=args.concurrency, poll_wait_secs=5, api_key=args.api_key)
 
     @worker.activity("text.shout")
     def shout(ctx, text):
