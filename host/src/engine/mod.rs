@@ -261,7 +261,8 @@ impl Engine {
                 "{name:?} is the name of a built-in activity; choose another"
             )));
         }
-        let limit = self.tenant(namespace)?.quotas.max_module_bytes;
+        let tenant = self.tenant(namespace)?;
+        let limit = tenant.quotas.max_module_bytes;
         if bytes.len() as u64 > limit {
             return Err(EngineError::QuotaExceeded {
                 quota: "max_module_bytes",
@@ -273,6 +274,9 @@ impl Engine {
             });
         }
         let hash = ModuleHash::of(&bytes);
+        // Compiling is CPU work outside any fuel budget: one at a time per namespace, so
+        // a tenant uploading in a loop slows only itself.
+        let _slot = tenant.upload_slot().await;
         let inner = self.inner.clone();
         let (bytes, component) = tokio::task::spawn_blocking(move || {
             let checked = match kind {

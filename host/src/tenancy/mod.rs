@@ -89,6 +89,9 @@ pub struct Tenant {
     pub created_at_ms: EpochMs,
     starts: Option<Mutex<TokenBucket>>,
     activations: Arc<Semaphore>,
+    /// One upload (compilation) at a time per namespace: compiling is the one piece of
+    /// a tenant's work that no fuel meters.
+    uploads: Arc<Semaphore>,
     allow_http: Option<Arc<HttpAllowList>>,
 }
 
@@ -101,6 +104,7 @@ impl Tenant {
                 .starts_per_second
                 .map(|rate| Mutex::new(TokenBucket::new(rate, quotas.start_burst, Instant::now()))),
             activations: Arc::new(Semaphore::new(quotas.max_concurrent_activations as usize)),
+            uploads: Arc::new(Semaphore::new(1)),
             allow_http: quotas
                 .allow_http
                 .clone()
@@ -132,6 +136,11 @@ impl Tenant {
     /// The namespace's share of the executor: a guest activation holds one permit.
     pub fn activations(&self) -> &Arc<Semaphore> {
         &self.activations
+    }
+
+    /// Waits for the namespace's upload slot; hold the permit while compiling.
+    pub async fn upload_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.uploads.clone().acquire_owned().await.ok()
     }
 
     /// The namespace's own HTTP allow-list, if its quotas set one.
