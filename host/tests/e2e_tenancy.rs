@@ -370,6 +370,11 @@ fn namespaces_are_managed_through_the_cli_and_deleted_with_their_data() {
         get(&server, "/admin/namespaces/gamma", Some(ADMIN_KEY)).0,
         404
     );
+    let again = server.cli(&["namespace", "delete", "gamma"]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not found"),
+        "{again:?}"
+    );
     // The name can be used again, empty.
     server.cli_ok(&["namespace", "create", "gamma"]);
     let fresh = server.cli_json(&["--namespace", "gamma", "workflow", "list"]);
@@ -443,6 +448,19 @@ fn quotas_refuse_starts_payloads_and_modules_naming_the_quota() {
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "quota_exceeded");
     assert_eq!(body["error"]["quota"], "max_running_workflows");
+    // A start that may reuse the open run gets it, full namespace or not.
+    let (status, _, reused) = post(
+        &server,
+        "/namespaces/small/workflows",
+        Some(&small),
+        json!({"workflow_id": "a", "workflow_type": "steps", "input": waiting.clone(),
+               "if_running": "use_existing"}),
+    );
+    assert_eq!(
+        (status, &reused["workflow_id"]),
+        (200, &json!("a")),
+        "{reused}"
+    );
     server.cli_with_key(
         Some(&small),
         &["--namespace", "small", "workflow", "terminate", "--id", "a"],

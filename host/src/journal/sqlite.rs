@@ -319,8 +319,11 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
             .map_err(storage)?;
         }
         Write::CreateRun { record, started } => {
-            check_running_quota(conn, record)?;
-            insert_run(conn, record, started)?
+            // Inserted first, so that a taken workflow id is `AlreadyRunning` (which a
+            // client may accept) whatever the quota; over the quota, this write's
+            // savepoint undoes the insert.
+            insert_run(conn, record, started)?;
+            check_running_quota(conn, record, 1)?
         }
         Write::ContinueAsNew {
             run_id,
@@ -567,8 +570,9 @@ fn delete_namespace(conn: &Connection, name: &Namespace) -> JournalResult<()> {
     Ok(())
 }
 
-/// Refuses a new open run beyond the namespace's `max_running_workflows`.
-fn check_running_quota(conn: &Connection, record: &RunRecord) -> JournalResult<()> {
+/// Refuses a new open run beyond the namespace's `max_running_workflows`; `inserted`:
+/// whether `record` is already among the open runs counted (1) or not (0).
+fn check_running_quota(conn: &Connection, record: &RunRecord, inserted: i64) -> JournalResult<()> {
     let limit: Option<Option<i64>> = conn
         .prepare_cached("SELECT max_running_workflows FROM namespaces WHERE name = ?1")
         .and_then(|mut s| {
@@ -585,6 +589,7 @@ fn check_running_quota(conn: &Connection, record: &RunRecord) -> JournalResult<(
         )
         .and_then(|mut s| s.query_row(params![record.namespace.as_str()], |r| r.get(0)))
         .map_err(storage)?;
+    let open = open - inserted;
     if open >= limit {
         return Err(JournalError::QuotaExceeded {
             quota: "max_running_workflows",
@@ -647,7 +652,7 @@ fn start_child(
     };
     // A continued run replaces its predecessor and is not counted again; a child is a
     // new open run like any other.
-    let created = check_running_quota(conn, &child.record)
+    let created = check_running_quota(conn, &child.record, 0)
         .and_then(|()| insert_run(conn, &child.record, &child.started));
     match created {
         Err(refused @ (JournalError::AlreadyRunning(_) | JournalError::QuotaExceeded { .. })) => {

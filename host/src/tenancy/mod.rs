@@ -422,6 +422,12 @@ impl Tenancy {
     }
 
     pub async fn delete_namespace(&self, name: &Namespace) -> Result<(), TenancyError> {
+        // In open mode any namespace's data may be deleted; in key mode only what exists.
+        if !matches!(self.auth, AuthMode::Open) && self.registered(name).is_none() {
+            return Err(TenancyError::NotFound(format!(
+                "namespace {name} not found"
+            )));
+        }
         journal::commit(&*self.journal, Write::DeleteNamespace(name.clone())).await?;
         self.tenants
             .write()
