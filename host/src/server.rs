@@ -102,8 +102,11 @@ pub async fn run_server(
                 .map_err(|e| anyhow::anyhow!("namespace default: {e}"))?;
         }
     }
+    // The ceilings are the server's own limits: a namespace's quotas apply within them
+    // (fuel, memory and payloads per instance and attempt, from the run's namespace).
     let limits = SandboxLimits {
         max_module_bytes: config.ceilings.max_module_bytes as usize,
+        max_memory_bytes: usize::try_from(config.ceilings.max_memory_bytes).unwrap_or(usize::MAX),
         ..SandboxLimits::default()
     };
     let max_module_bytes = limits.max_module_bytes;

@@ -11,6 +11,8 @@ use spool::ids::{Namespace, TypeName, WorkflowId};
 use spool::journal::sqlite::SqliteJournal;
 use spool::journal::{self, EventKind, Journal, ModuleKind, RunStatus, Write};
 use spool::runtime::{Runtime, SandboxLimits};
+use spool::tenancy::quotas::Quotas;
+use spool::tenancy::Tenancy;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,16 @@ struct Host {
 
 impl Host {
     fn start(db: &Path, clock: &ManualClock, evict_after: Option<Duration>) -> Self {
+        Self::start_with(db, clock, evict_after, None)
+    }
+
+    /// An engine in open mode whose namespaces all get `quotas` (None: the defaults).
+    fn start_with(
+        db: &Path,
+        clock: &ManualClock,
+        evict_after: Option<Duration>,
+        quotas: Option<Quotas>,
+    ) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -35,8 +47,11 @@ impl Host {
             let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(db).unwrap());
             let runtime =
                 Runtime::new(SandboxLimits::default(), Some(db.with_extension("cache"))).unwrap();
+            let tenancy = quotas
+                .map(|quotas| Tenancy::open(journal.clone(), Arc::new(clock.clone()), quotas));
             let config = EngineConfig {
                 evict_after,
+                tenancy,
                 ..EngineConfig::default()
             };
             let executor = Arc::new(
@@ -567,4 +582,280 @@ fn expense_approval_approved_on_day_six_with_an_injected_clock() {
     week.clock.advance(Duration::from_millis(DAY_MS));
     assert_eq!(week.host.run("exp-day6").status, RunStatus::Completed);
     assert_eq!(week.sink.count("timed-out"), 0);
+}
+
+/// Starts a run of `workflow_type` in `namespace` through the journal, with a chosen
+/// run id, seed and start time, as `start_workflow` would (which draws the seed), so
+/// that two hosts can run exactly the same run; `recover` starts its driver.
+fn create_run(host: &Host, namespace: &str, workflow_type: &str, hash: &str, input: &str) {
+    let ns = Namespace(namespace.into());
+    let started = spool::journal::Event {
+        seq: spool::ids::Seq(0),
+        recorded_at_ms: START_MS,
+        kind: EventKind::RunStarted {
+            workflow_type: TypeName(workflow_type.into()),
+            workflow_id: WorkflowId("same".into()),
+            input: input.into(),
+            seed: 42,
+            module_hash: spool::ids::ModuleHash(hash.into()),
+        },
+    };
+    let record = spool::journal::RunRecord {
+        namespace: ns,
+        workflow_id: WorkflowId("same".into()),
+        run_id: spool::ids::RunId("0000000000000000000000000000000a".into()),
+        workflow_type: TypeName(workflow_type.into()),
+        module_hash: spool::ids::ModuleHash(hash.into()),
+        status: RunStatus::Running,
+        input: input.into(),
+        output: None,
+        failure: None,
+        blocked_reason: None,
+        created_at_ms: START_MS,
+        closed_at_ms: None,
+        continued_from: None,
+        parent: None,
+    };
+    let write = Write::CreateRun {
+        record: Box::new(record),
+        started,
+    };
+    host.rt
+        .block_on(journal::commit(&**host.engine.journal(), write))
+        .unwrap();
+}
+
+fn usage(host: &Host, namespace: &str) -> (u64, u64) {
+    let usage = host
+        .rt
+        .block_on(
+            host.engine
+                .journal()
+                .namespace_usage(&Namespace(namespace.into())),
+        )
+        .unwrap();
+    (usage.fuel_consumed, usage.activations)
+}
+
+/// Fuel is metered once per activation, however the run gets there: the same run
+/// (same seed, clock and results) kept hot, and evicted at every timer with a crash in
+/// the middle (so most of it is replayed twice), counts the same fuel and activations.
+#[test]
+fn metered_fuel_is_the_same_for_a_run_kept_hot_and_one_replayed_after_evictions_and_a_crash() {
+    let input = r#"{"steps": 3, "mode": "sequential", "sleep_ms": 1000}"#;
+    let mut counted = Vec::new();
+    for interrupted in [false, true] {
+        let dir = common::tempdir();
+        let db = dir.path().join("spool.db");
+        let clock = ManualClock::new(START_MS);
+        let evict_after = interrupted.then_some(Duration::ZERO);
+        let mut host = Host::start(&db, &clock, evict_after);
+        let bytes = std::fs::read(guest("steps")).unwrap();
+        let hash = host
+            .rt
+            .block_on(host.engine.upload_module(
+                &Namespace("metered".into()),
+                &TypeName("steps".into()),
+                ModuleKind::Workflow,
+                bytes,
+            ))
+            .unwrap()
+            .hash;
+        create_run(&host, "metered", "steps", &hash.0, input);
+        assert_eq!(host.recover(), 1);
+        let ns = Namespace("metered".into());
+        let events = |host: &Host| {
+            host.rt
+                .block_on(host.engine.history(&ns, &WorkflowId("same".into())))
+                .unwrap()
+        };
+        for fired in 1..=3 {
+            for _ in 0..1_000 {
+                let started = events(&host)
+                    .iter()
+                    .filter(|e| e.kind.type_name() == "timer_started")
+                    .count();
+                if started == fired {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if interrupted && fired == 2 {
+                host.crash();
+                host = Host::start(&db, &clock, evict_after);
+                assert_eq!(host.recover(), 1);
+            }
+            // The timer task sleeps on the clock once its command is journaled.
+            for _ in 0..1_000 {
+                if !clock.sleeping().is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            clock.advance(Duration::from_secs(1));
+        }
+        for _ in 0..1_000 {
+            if has_type(&events(&host), "run_completed") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(has_type(&events(&host), "run_completed"));
+        counted.push(usage(&host, "metered"));
+        host.crash();
+    }
+    let (fuel, activations) = counted[0];
+    assert!(fuel > 0, "{counted:?}");
+    // Start to the first sleep, then each timer and each echo starts one.
+    assert_eq!(activations, 7, "{counted:?}");
+    assert_eq!(
+        counted[0], counted[1],
+        "hot vs replayed: (fuel, activations)"
+    );
+}
+
+/// A guest holds one of its namespace's activation permits only while its code runs:
+/// with one permit, three runs all get to their wait (each gave the permit back when it
+/// waited), and all finish once signalled.
+#[test]
+fn a_run_waiting_for_the_host_gives_its_namespaces_activation_permit_back() {
+    let dir = common::tempdir();
+    let clock = ManualClock::new(START_MS);
+    let quotas = Quotas {
+        max_concurrent_activations: 1,
+        ..Quotas::default()
+    };
+    // Never evicted: the instances stay in memory, waiting inside `await-next`.
+    let host = Host::start_with(&dir.path().join("spool.db"), &clock, None, Some(quotas));
+    host.upload("approval", "approval");
+    let ids = ["one", "two", "three"];
+    for id in ids {
+        host.start_run(
+            "approval",
+            id,
+            r#"{"timeout_ms": 3600000, "mode": "signal"}"#,
+        );
+    }
+    for id in ids {
+        host.wait_until(id, "waiting on its timer and signal", |e| {
+            has_type(e, "timer_started")
+        });
+    }
+    let ns = Namespace::default_namespace();
+    let permits = host
+        .engine
+        .tenancy()
+        .tenant(&ns)
+        .unwrap()
+        .activations()
+        .clone();
+    assert_eq!(permits.available_permits(), 1, "nobody runs while all wait");
+    for id in ids {
+        let id = WorkflowId(id.into());
+        let signal = host.engine.signal(&ns, &id, "approve", r#"{"by": "x"}"#);
+        host.rt.block_on(signal).unwrap();
+    }
+    for id in ids {
+        host.wait_for_status(id, RunStatus::Completed);
+    }
+    assert_eq!(permits.available_permits(), 1);
+    host.crash();
+}
+
+/// A guest in an endless loop holds its permit while it runs, and yields to the
+/// scheduler as it burns its fuel: on a single-threaded runtime, another task runs
+/// many times while the permit is taken, which it could not if the guest kept the
+/// thread until its fuel ran out.
+#[tokio::test(flavor = "current_thread")]
+async fn a_looping_guest_yields_the_thread_while_it_holds_its_permit() {
+    let dir = common::tempdir();
+    let journal: Arc<dyn Journal> =
+        Arc::new(SqliteJournal::open(dir.path().join("spool.db")).unwrap());
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let quotas = Quotas {
+        max_concurrent_activations: 1,
+        // 50 yield intervals: the run fails quickly.
+        fuel_per_activation: 50 * spool::runtime::FUEL_YIELD_INTERVAL,
+        ..Quotas::default()
+    };
+    let config = EngineConfig {
+        tenancy: Some(Tenancy::open(journal.clone(), clock.clone(), quotas)),
+        ..EngineConfig::default()
+    };
+    let runtime = Runtime::new(SandboxLimits::default(), None).unwrap();
+    let executor = Arc::new(
+        ActivityExecutor::new(
+            journal.clone(),
+            runtime.clone(),
+            HttpAllowList::any(),
+            spool::activity::Secrets::default(),
+            config.max_payload_bytes,
+        )
+        .unwrap(),
+    );
+    let engine = Engine::new(journal, runtime, clock, executor, config).unwrap();
+    let ns = Namespace::default_namespace();
+    let bytes = std::fs::read(guest("hostile")).unwrap();
+    engine
+        .upload_module(
+            &ns,
+            &TypeName("hostile".into()),
+            ModuleKind::Workflow,
+            bytes,
+        )
+        .await
+        .unwrap();
+    let permits = engine.tenancy().tenant(&ns).unwrap().activations().clone();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticker = {
+        let (permits, done) = (permits.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut while_taken = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if permits.available_permits() == 0 {
+                    while_taken += 1;
+                }
+                // Straight back to the run queue (tokio's `yield_now` defers the
+                // wake-up to the scheduler's next park instead).
+                let mut yielded = false;
+                std::future::poll_fn(|cx| {
+                    if std::mem::replace(&mut yielded, true) {
+                        std::task::Poll::Ready(())
+                    } else {
+                        cx.waker().wake_by_ref();
+                        std::task::Poll::Pending
+                    }
+                })
+                .await;
+            }
+            while_taken
+        })
+    };
+    let id = WorkflowId("spin".into());
+    engine
+        .start_workflow(StartRequest {
+            namespace: ns.clone(),
+            workflow_id: id.clone(),
+            workflow_type: TypeName("hostile".into()),
+            input: r#"{"mode": "loop"}"#.into(),
+        })
+        .await
+        .unwrap();
+    let run = engine
+        .wait_closed(&ns, &id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let while_taken = ticker.await.unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.failure.unwrap().error_type, "fuel_exhausted");
+    assert!(
+        while_taken >= 10,
+        "the ticker ran only {while_taken} times while the guest held its permit"
+    );
+    assert_eq!(
+        permits.available_permits(),
+        1,
+        "given back when the run ended"
+    );
 }

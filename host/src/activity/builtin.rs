@@ -1,7 +1,7 @@
 //! Built-in activities: `spool.echo` (returns its input; for tests and benchmarks) and
 //! `http.request` (one HTTP call with a JSON body).
 
-use super::ActivityExecutor;
+use super::{ActivityExecutor, ActivityQuotas};
 use crate::journal::{Failure, FailureKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -17,10 +17,11 @@ pub(super) async fn execute(
     executor: &ActivityExecutor,
     name: &str,
     input: &str,
+    quotas: &ActivityQuotas,
 ) -> Option<Result<String, Failure>> {
     match name {
         "spool.echo" => Some(Ok(input.to_owned())),
-        "http.request" => Some(http_request(executor, input).await),
+        "http.request" => Some(http_request(executor, input, quotas).await),
         _ => None,
     }
 }
@@ -54,7 +55,11 @@ fn invalid(message: String) -> Failure {
     Failure::new(FailureKind::Application, "invalid_input", message).non_retryable()
 }
 
-async fn http_request(executor: &ActivityExecutor, input: &str) -> Result<String, Failure> {
+async fn http_request(
+    executor: &ActivityExecutor,
+    input: &str,
+    quotas: &ActivityQuotas,
+) -> Result<String, Failure> {
     let request: HttpRequest =
         serde_json::from_str(input).map_err(|e| invalid(format!("http.request input: {e}")))?;
     let url = reqwest::Url::parse(&request.url)
@@ -68,14 +73,24 @@ async fn http_request(executor: &ActivityExecutor, input: &str) -> Result<String
     let host = url.host_str().unwrap_or_default();
     let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| invalid(format!("method {:?}", request.method)))?;
-    if !executor
-        .allow
-        .allows(method.as_str(), host, url.port_or_known_default())
-    {
+    let port = url.port_or_known_default();
+    if !executor.allow.allows(method.as_str(), host, port) {
         return Err(Failure::new(
             FailureKind::Application,
             "http_forbidden",
             format!("outgoing HTTP {method} to {host} is not in the allow-list"),
+        )
+        .non_retryable());
+    }
+    // The namespace's own list narrows the server's: a request must pass both.
+    if !quotas.namespace_allows(method.as_str(), host, port) {
+        return Err(Failure::new(
+            FailureKind::Application,
+            "http_forbidden",
+            format!(
+                "outgoing HTTP {method} to {host} is not in the namespace's allow-list \
+                 (quota allow_http)"
+            ),
         )
         .non_retryable());
     }
@@ -116,7 +131,14 @@ async fn http_request(executor: &ActivityExecutor, input: &str) -> Result<String
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
-    let body = read_limited(response, executor.max_payload_bytes).await?;
+    let limit = quotas
+        .max_payload_bytes
+        .map_or(executor.max_payload_bytes, |own| {
+            usize::try_from(own)
+                .unwrap_or(usize::MAX)
+                .min(executor.max_payload_bytes)
+        });
+    let body = read_limited(response, limit).await?;
     let body = serde_json::from_slice(&body)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
     if !status.is_success() {

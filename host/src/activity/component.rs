@@ -17,9 +17,13 @@ use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-/// Fuel for one activity attempt. Activities are bounded by time, not determinism; this
-/// only keeps a runaway attempt from holding a thread forever between timeout checks.
+/// Fuel for one activity attempt when no namespace quota says otherwise. Activities are
+/// bounded by time, not determinism; this only keeps a runaway attempt from holding a
+/// thread forever between timeout checks.
 const ACTIVITY_FUEL: u64 = 50_000_000_000;
+/// An attempt of a namespace's component gets the fuel of this many of its workflow
+/// activations (`fuel_per_activation`): `ACTIVITY_FUEL` with the default quota.
+pub(super) const ACTIVITY_ATTEMPT_ACTIVATIONS: u64 = 50;
 const WORLD: &str = "spool:activity/activity@0.1.0";
 
 pub(super) struct ActivityState {
@@ -67,9 +71,11 @@ impl WasiHttpView for ActivityState {
     }
 }
 
-/// Sends a component's outgoing requests only to hosts on the allow-list.
+/// Sends a component's outgoing requests only to hosts on the server's allow-list and
+/// on its namespace's (quota `allow_http`), if it has one.
 struct AllowListHooks {
     allow: Arc<HttpAllowList>,
+    namespace: Option<Arc<HttpAllowList>>,
 }
 
 type HttpResult<T> = Result<T, wasmtime_wasi_http::Error>;
@@ -92,10 +98,14 @@ impl WasiHttpHooks for AllowListHooks {
             _ => None,
         });
         let method = request.method().as_str();
-        if !uri
-            .host()
-            .is_some_and(|host| self.allow.allows(method, host, port))
-        {
+        let allowed = uri.host().is_some_and(|host| {
+            self.allow.allows(method, host, port)
+                && self
+                    .namespace
+                    .as_ref()
+                    .is_none_or(|own| own.allows(method, host, port))
+        });
+        if !allowed {
             tracing::warn!(uri = %uri, "activity component's HTTP request denied by the allow-list");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
@@ -196,6 +206,7 @@ impl Components {
         module: &ModuleRecord,
         input: &str,
         attempt: AttemptContext,
+        quotas: &super::ActivityQuotas,
     ) -> Result<String, Failure> {
         let runtime = &executor.runtime;
         let pre = self
@@ -203,6 +214,14 @@ impl Components {
             .await
             .map_err(|e| Failure::new(FailureKind::Application, "activity_host_error", e))?;
         let limits = runtime.limits();
+        // The namespace's memory quota, within the server's limit.
+        let max_memory_bytes = quotas
+            .max_memory_bytes
+            .map_or(limits.max_memory_bytes, |own| {
+                usize::try_from(own)
+                    .unwrap_or(usize::MAX)
+                    .min(limits.max_memory_bytes)
+            });
         let mut store = Store::new(
             runtime.engine(),
             ActivityState {
@@ -215,10 +234,11 @@ impl Components {
                 http: WasiHttpCtx::new(),
                 hooks: AllowListHooks {
                     allow: executor.allow.clone(),
+                    namespace: quotas.allow_http.clone(),
                 },
                 table: ResourceTable::new(),
                 limits: StoreLimitsBuilder::new()
-                    .memory_size(limits.max_memory_bytes)
+                    .memory_size(max_memory_bytes)
                     .table_elements(limits.max_table_elements)
                     .trap_on_grow_failure(true)
                     .build(),
@@ -227,7 +247,7 @@ impl Components {
         );
         store.limiter(|s| &mut s.limits);
         // Fuel is enabled engine-wide; `set_fuel` cannot fail here.
-        let _ = store.set_fuel(ACTIVITY_FUEL);
+        let _ = store.set_fuel(quotas.fuel_per_attempt.unwrap_or(ACTIVITY_FUEL));
         // The attempt's bound is the engine's start-to-close timeout; the epoch only
         // makes a long computation yield so it does not starve other tasks.
         store.set_epoch_deadline(1);

@@ -182,6 +182,50 @@ impl Secrets {
     }
 }
 
+/// What a namespace's quotas allow one attempt of its activities, within the server's
+/// limits (the executor's own allow-list, memory limit and payload ceiling).
+#[derive(Clone, Debug, Default)]
+pub struct ActivityQuotas {
+    /// The namespace's `allow_http`: outgoing HTTP of `http.request` and of activity
+    /// components must pass it as well as the server's list. None: the server's alone.
+    pub allow_http: Option<Arc<HttpAllowList>>,
+    /// The namespace's `max_memory_bytes`: linear memory of a component's instance (at
+    /// most the server's limit). None: the server's limit.
+    pub max_memory_bytes: Option<u64>,
+    /// Fuel for one attempt of a component. None: `component::ACTIVITY_FUEL`.
+    pub fuel_per_attempt: Option<u64>,
+    /// The namespace's `max_payload_bytes`: how much of an HTTP response `http.request`
+    /// reads (at most the server's ceiling). None: the ceiling.
+    pub max_payload_bytes: Option<u64>,
+}
+
+impl ActivityQuotas {
+    /// The quotas of `tenant`'s activities. An attempt of a component gets the fuel of
+    /// `component::ACTIVITY_ATTEMPT_ACTIVATIONS` workflow activations: activities are
+    /// bounded by their timeouts, fuel only stops a runaway between timeout checks.
+    pub fn of(tenant: &crate::tenancy::Tenant) -> Self {
+        let quotas = &tenant.quotas;
+        Self {
+            allow_http: tenant.allow_http().cloned(),
+            max_memory_bytes: Some(quotas.max_memory_bytes),
+            fuel_per_attempt: Some(
+                quotas
+                    .fuel_per_activation
+                    .saturating_mul(component::ACTIVITY_ATTEMPT_ACTIVATIONS),
+            ),
+            max_payload_bytes: Some(quotas.max_payload_bytes),
+        }
+    }
+
+    /// Whether the namespace's own list (if any) allows a request; the server's list is
+    /// checked separately.
+    fn namespace_allows(&self, method: &str, host: &str, port: Option<u16>) -> bool {
+        self.allow_http
+            .as_ref()
+            .is_none_or(|own| own.allows(method, host, port))
+    }
+}
+
 /// What one attempt of an activity knows, and where its heartbeats go.
 #[derive(Debug, Default)]
 pub struct AttemptContext {
@@ -241,15 +285,17 @@ impl ActivityExecutor {
         self.components.validate(&self.runtime, bytes)
     }
 
-    /// Runs one attempt of activity `name` in `namespace`.
+    /// Runs one attempt of activity `name` in `namespace`, within `quotas` (the
+    /// namespace's).
     pub async fn execute(
         &self,
         namespace: &Namespace,
         name: &str,
         input: &str,
         attempt: AttemptContext,
+        quotas: &ActivityQuotas,
     ) -> Result<String, Failure> {
-        if let Some(result) = builtin::execute(self, name, input).await {
+        if let Some(result) = builtin::execute(self, name, input, quotas).await {
             return result;
         }
         let module = self
@@ -260,7 +306,7 @@ impl ActivityExecutor {
         match module {
             Some(module) if module.kind == ModuleKind::Activity => {
                 self.components
-                    .execute(self, &module, input, attempt)
+                    .execute(self, &module, input, attempt, quotas)
                     .await
             }
             _ => Err(Failure::new(

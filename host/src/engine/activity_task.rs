@@ -14,7 +14,7 @@
 //! is not part of replay. After a restart the attempt count goes on from the log.
 
 use crate::activity::task_queue::{Report, Task};
-use crate::activity::{ActivityExecutor, AttemptContext};
+use crate::activity::{ActivityExecutor, ActivityQuotas, AttemptContext};
 use crate::clock::{Clock, EpochMs};
 use crate::ids::{Handle, Namespace, RunId, WorkflowId};
 use crate::journal::{ActivityOptions, AttemptRecord, Failure, FailureKind, Journal, Write};
@@ -35,6 +35,8 @@ pub(super) struct Activity<'a> {
     pub scheduled_at_ms: EpochMs,
     /// Attempts made before (by earlier processes); the next one is `previous + 1`.
     pub previous_attempts: u32,
+    /// The run's namespace's quotas, for attempts run by the host.
+    pub quotas: &'a ActivityQuotas,
 }
 
 /// Runs attempts until one succeeds, one fails for good, the policy is exhausted or
@@ -116,10 +118,13 @@ async fn local_attempt(
         heartbeat_details: details.clone(),
         heartbeats: Some(heartbeats),
     };
-    let execute =
-        activity
-            .executor
-            .execute(activity.namespace, activity.name, activity.input, context);
+    let execute = activity.executor.execute(
+        activity.namespace,
+        activity.name,
+        activity.input,
+        context,
+        activity.quotas,
+    );
     tokio::pin!(execute);
     let close_deadline = clock
         .now_ms()
@@ -412,6 +417,7 @@ mod tests {
             options: &options,
             scheduled_at_ms: T0,
             previous_attempts: 0,
+            quotas: &ActivityQuotas::default(),
         };
         let outcome = run_with_retries(activity);
         tokio::pin!(outcome);

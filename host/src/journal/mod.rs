@@ -656,6 +656,8 @@ pub enum Write {
         new_run: Box<RunRecord>,
         new_started: Event,
         carried: Vec<InboxEntry>,
+        /// Like `Append::usage`: the work of the activations that ended the run.
+        usage: Usage,
     },
     /// Adds a failed attempt to the attempt log.
     RecordAttempt(AttemptRecord),

@@ -331,8 +331,12 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
             new_run,
             new_started,
             carried,
+            usage,
         } => {
             insert_events(conn, run_id, events)?;
+            if usage.activations > 0 {
+                add_usage(conn, run_id, usage)?;
+            }
             // Unconsumed signals keep their order: the journaled ones first, then those
             // still in the inbox; all get fresh ids under the new run.
             for entry in carried {

@@ -66,6 +66,22 @@ impl Default for SandboxLimits {
 /// How often the epoch advances; the activation deadline is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// A workflow guest yields to the tokio scheduler after burning this much fuel (about
+/// a quarter of a millisecond of tight-loop work), so that a long activation, even an
+/// endless loop on its way to running out of fuel, cannot keep a worker thread from
+/// other runs for its whole budget. Normal activations burn far less and never yield.
+pub const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
+
+/// What one workflow guest instance may spend: its namespace's quotas, within the
+/// server's `SandboxLimits`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InstanceBudget {
+    /// Fuel for one activation: the namespace's `fuel_per_activation`.
+    pub fuel_per_activation: u64,
+    /// Linear memory: the namespace's `max_memory_bytes`, at most the server's limit.
+    pub max_memory_bytes: usize,
+}
+
 /// Why a component was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModuleError {
@@ -136,9 +152,13 @@ pub struct Sandbox<H> {
 }
 
 /// Lets the sandbox ask the host state whether the guest just received an event, which
-/// starts a new activation with a fresh fuel budget.
+/// starts a new activation with a fresh fuel budget, and tell it how much fuel is left
+/// whenever the guest calls the host (so the host can meter an activation that ends in
+/// one of its calls).
 pub trait Activations {
     fn take_new_activation(&mut self) -> bool;
+    /// The guest is calling the host with `fuel_left` of its activation's budget.
+    fn host_called(&mut self, _fuel_left: u64) {}
 }
 
 pub struct Runtime {
@@ -181,6 +201,17 @@ impl Runtime {
 
     pub fn limits(&self) -> &SandboxLimits {
         &self.limits
+    }
+
+    /// The budget of an instance of a namespace with these quotas: its fuel per
+    /// activation, and its memory quota capped by the server's limit.
+    pub fn budget(&self, fuel_per_activation: u64, max_memory_bytes: u64) -> InstanceBudget {
+        InstanceBudget {
+            fuel_per_activation,
+            max_memory_bytes: usize::try_from(max_memory_bytes)
+                .unwrap_or(usize::MAX)
+                .min(self.limits.max_memory_bytes),
+        }
     }
 
     /// Compiles and checks a workflow component for upload against the linker that will
@@ -292,14 +323,16 @@ impl Runtime {
         Some(dir.join(format!("{}-{:016x}.cwasm", hash, hasher.finish())))
     }
 
-    /// A store with the sandbox limits applied, ready for one guest instance.
+    /// A store with the sandbox limits applied, ready for one guest instance: fuel and
+    /// memory from `budget` (the run's namespace), the rest from the server's limits.
     pub fn new_store<H: Activations + Send + 'static>(
         &self,
         wasi: wasmtime_wasi::WasiCtx,
         host: H,
+        budget: InstanceBudget,
     ) -> Store<Sandbox<H>> {
         let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.max_memory_bytes)
+            .memory_size(budget.max_memory_bytes)
             .table_elements(self.limits.max_table_elements)
             .instances(100)
             .tables(100)
@@ -316,21 +349,31 @@ impl Runtime {
             },
         );
         store.limiter(|s| &mut s.limits);
-        let fuel = self.limits.fuel_per_activation;
+        let fuel = budget.fuel_per_activation;
         let ticks = self.deadline_ticks();
-        // `set_fuel` only fails when fuel is not enabled, which `new` guarantees.
+        // These only fail when fuel is not enabled, which `new` guarantees (and the
+        // interval is not 0). The interval first: `set_fuel` splits the budget by it.
+        let _ = store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL));
         let _ = store.set_fuel(fuel);
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         // When the host delivers an event a new activation begins: the guest gets a fresh
         // fuel budget and a fresh wall-clock deadline (time spent waiting in the host for
-        // the event does not count against either).
+        // the event does not count against either). Every call into the host tells it the
+        // fuel left, for metering.
         store.call_hook(move |mut ctx, hook| {
-            if matches!(hook, wasmtime::CallHook::ReturningFromHost)
-                && ctx.data_mut().host.take_new_activation()
-            {
-                ctx.set_epoch_deadline(ticks);
-                ctx.set_fuel(fuel)?;
+            match hook {
+                wasmtime::CallHook::CallingHost => {
+                    let left = ctx.get_fuel()?;
+                    ctx.data_mut().host.host_called(left);
+                }
+                wasmtime::CallHook::ReturningFromHost
+                    if ctx.data_mut().host.take_new_activation() =>
+                {
+                    ctx.set_epoch_deadline(ticks);
+                    ctx.set_fuel(fuel)?;
+                }
+                _ => {}
             }
             Ok(())
         });

@@ -15,20 +15,42 @@ pub struct Quotas {
     /// Starts the bucket holds when full: how large a burst may be.
     pub start_burst: u32,
     /// Fuel for one activation of a workflow guest (deterministic units of work).
+    /// Enforced by the store of every workflow instance of the namespace, throwaway
+    /// query and update-validation instances included (`driver::new_instance` →
+    /// `Runtime::new_store`, refilled as each activation starts): past it the run fails
+    /// with `fuel_exhausted`. An attempt of an activity component gets
+    /// `ACTIVITY_ATTEMPT_ACTIVATIONS` times as much (`ActivityQuotas::of`). What
+    /// activations burn is metered into the namespace's usage (`driver::meter`).
     pub fuel_per_activation: u64,
-    /// Linear memory one guest instance may grow to.
+    /// Linear memory one guest instance may grow to: the store limit of every workflow
+    /// instance (`Runtime::budget`) and activity component attempt (`ActivityQuotas`),
+    /// within the server's `max_memory_bytes`; growing past it traps the guest
+    /// (`memory_exhausted`).
     pub max_memory_bytes: u64,
     /// Largest workflow input/output, signal, query, update or activity payload.
+    /// Checked at the API (`Engine::check_payload`, and query answers in
+    /// `Engine::query`) and inside runs: what the guest sends (`RunHost::check_payload`),
+    /// its output (`RunHost::finish`), activity outputs (`RunHost::start_effects`) and
+    /// `http.request` response bodies (`ActivityQuotas`).
     pub max_payload_bytes: u64,
-    /// Events one run may journal; a run that needs more fails with a quota error.
+    /// Events one run may journal, its end included; a run that needs more fails with
+    /// `quota_exceeded` (`RunHost::check_room`: before each new command, cancel request
+    /// and update answer of the guest, and each result or inbox entry its driver
+    /// journals; room for the run's end is always kept).
     pub max_events_per_run: u64,
     /// Largest component accepted at upload.
     pub max_module_bytes: u64,
     /// Guest activations of this namespace that run at one time: its share of the
     /// executor. Others wait their turn instead of crowding out other namespaces.
+    /// A guest holds a permit of `Tenant::activations()` while its code runs
+    /// (`RunHost::acquire_permit`: taken before an instance starts and before
+    /// `await-next` hands over an event, given back while it waits and when the
+    /// instance ends); and every guest yields its thread every `FUEL_YIELD_INTERVAL`.
     pub max_concurrent_activations: u32,
     /// Where the namespace's activities may send HTTP requests (`[METHODS ]HOST[:PORT]`
-    /// rules). `None`: the server's list.
+    /// rules), within the server's list: a request must pass both (`http.request` in
+    /// `activity/builtin.rs`, components' outgoing HTTP in `AllowListHooks`), or fails
+    /// with `http_forbidden`. `None`: the server's list alone.
     pub allow_http: Option<Vec<String>>,
 }
 

@@ -116,10 +116,19 @@ impl wit::Host for RunHost {
         if !self.state.is_issued_activity(handle) {
             return Err(abort(ContractViolation::NotAnActivity(handle)));
         }
-        // Replayed, asked twice, or too late: nothing to do.
-        if self.state.cancel_requested(handle) || !self.state.awaits_result(handle) {
+        // Replayed, or asked twice: the journal holds the request.
+        if self.state.cancel_requested(handle) {
+            self.meter.produced_replayed();
             return Ok(());
         }
+        // Too late: nothing to do.
+        if !self.state.awaits_result(handle) {
+            return Ok(());
+        }
+        if self.query.is_none() {
+            self.check_room(1).map_err(|m| abort(Abort::Quota(m)))?;
+        }
+        self.meter.produced_new();
         let requested = EventKind::ActivityCancelRequested { handle };
         let event = self.state.record(requested, self.inner.clock.now_ms());
         self.pending.push(event);
@@ -138,6 +147,9 @@ impl wit::Host for RunHost {
         handles: Vec<u32>,
         signals: Vec<String>,
     ) -> wasmtime::Result<wit::Event> {
+        // The activation ends here, whatever comes next: measured with the fuel the
+        // guest had as it called.
+        self.meter.end_activation();
         let handles: Vec<Handle> = handles.into_iter().map(Handle).collect();
         self.state.check_await(&handles, &signals).map_err(abort)?;
         loop {
@@ -145,6 +157,10 @@ impl wit::Host for RunHost {
                 self.time.set_ms(self.state.virtual_now_ms());
                 self.new_activation = true;
                 self.deliveries += 1;
+                self.meter.begin_activation();
+                // The guest runs again when this returns: it needs the namespace's
+                // permit (it still holds it if the event was waiting in the journal).
+                self.acquire_permit().await;
                 return Ok(match event.kind {
                     EventKind::ActivityCompleted { handle, output, .. } => {
                         wit::Event::ActivityCompleted(wit::ActivityCompleted {
@@ -218,12 +234,16 @@ impl wit::Host for RunHost {
             self.caught_up = true;
             self.previous_deliveries =
                 Some(self.previous_deliveries.unwrap_or(0).max(self.deliveries));
+            // The guest waits for the host: other runs of the namespace may run.
+            self.release_permit();
             if self.should_evict(&handles) {
                 self.flush().await.map_err(abort)?;
                 return Err(abort(Abort::Evict));
             }
-            if self.receive().await.map_err(abort)? == Received::Terminated {
-                return Err(abort(Abort::Terminated));
+            match self.receive().await.map_err(abort)? {
+                Received::Events => {}
+                Received::Terminated => return Err(abort(Abort::Terminated)),
+                Received::OverQuota(message) => return Err(abort(Abort::Quota(message))),
             }
         }
     }
@@ -286,11 +306,17 @@ impl wit::Host for RunHost {
             return Ok(());
         }
         match self.state.update_state(&id) {
-            // Replaying an answer the journal holds, or answering an update that never
-            // came: nothing to record.
-            (_, true) | (false, _) => return Ok(()),
+            // Replaying an answer the journal holds: nothing to record.
+            (_, true) => {
+                self.meter.produced_replayed();
+                return Ok(());
+            }
+            // Answering an update that never came: nothing to record.
+            (false, _) => return Ok(()),
             (true, false) => {}
         }
+        self.check_room(1).map_err(|m| abort(Abort::Quota(m)))?;
+        self.meter.produced_new();
         let kind = match answer {
             Ok(output) => {
                 self.check_payload("update output", &output)?;

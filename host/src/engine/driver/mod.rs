@@ -7,6 +7,7 @@
 //! start before that commit, which only makes an activity at-least-once, as promised.
 
 mod context;
+mod meter;
 mod outcome;
 
 use super::activity_task;
@@ -21,7 +22,10 @@ use crate::journal::{
 use crate::runtime::bindings::spool::workflow::context as wit;
 use crate::runtime::wasi::{deterministic_wasi, CapturedOutput, SeededRandom, VirtualTime};
 use crate::runtime::{Activations, Sandbox};
+use crate::tenancy::quotas::Quotas;
+use crate::tenancy::Tenant;
 use context::failure_from_wit;
+use meter::Meter;
 use outcome::{check_output, describe_trap, sandbox_failure};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -53,6 +57,9 @@ enum Received {
     Events,
     /// Journaled the run's termination: the guest must stop.
     Terminated,
+    /// Journaled what fit, but the run has no room for more events (quota
+    /// `max_events_per_run`): it must fail with this message.
+    OverQuota(String),
 }
 
 /// Bound on a run's inbox. A run has at most one message per outstanding command, and
@@ -81,6 +88,9 @@ enum Abort {
     Payload(String),
     #[error("{0}")]
     InvalidPayload(String),
+    /// A namespace quota ends the run (`max_events_per_run`).
+    #[error("{0}")]
+    Quota(String),
     #[error("journal: {0}")]
     Journal(#[from] JournalError),
 }
@@ -119,6 +129,19 @@ pub struct RunHost {
     previous_deliveries: Option<usize>,
     /// Set in throwaway instances that answer a query: nothing is journaled or started.
     query: Option<QueryState>,
+    /// The run's namespace as the host runs it, looked up again for every instance:
+    /// its quotas bound the instance (fuel, memory, payloads, events), its
+    /// `activations()` semaphore is the namespace's share of the executor. None only
+    /// if the namespace is gone.
+    tenant: Option<Arc<Tenant>>,
+    /// The namespace's quotas (the defaults if it is gone).
+    quotas: Quotas,
+    /// One of the namespace's `max_concurrent_activations` permits, held while guest
+    /// code runs: taken before the guest is called and before `await-next` hands it an
+    /// event, given back while it waits and when the instance ends.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The fuel the current instance's activations burnt, for the namespace's usage.
+    meter: Meter,
 }
 
 impl Drop for RunHost {
@@ -135,6 +158,10 @@ impl Drop for RunHost {
 impl Activations for RunHost {
     fn take_new_activation(&mut self) -> bool {
         std::mem::take(&mut self.new_activation)
+    }
+
+    fn host_called(&mut self, fuel_left: u64) {
+        self.meter.host_called(fuel_left);
     }
 }
 
@@ -219,6 +246,12 @@ pub(super) async fn drive(
                 match host.receive().await {
                     Ok(Received::Events) => Ok(()),
                     Ok(Received::Terminated) => return host.closed(),
+                    Ok(Received::OverQuota(message)) => {
+                        match host.finish(Err(quota_failure(message))).await {
+                            Ok(()) => return host.closed(),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
                     Err(e) => Err(e.to_string()),
                 }
             }
@@ -272,8 +305,17 @@ async fn run_instance(host: RunHost) -> (InstanceEnd, RunHost) {
         workflow.call_run(&mut store, &input).await
     }
     .await;
-    let host = store.into_data().host;
+    let fuel_left = store.get_fuel().unwrap_or(0);
+    let mut host = store.into_data().host;
+    host.permit = None;
     let end = classify(&host, result, &output);
+    if matches!(
+        end,
+        InstanceEnd::Returned(_) | InstanceEnd::ContinuedAsNew(_)
+    ) {
+        // The last activation journals the run's end: count it, and whatever waited.
+        host.meter.end_run(fuel_left);
+    }
     (end, host)
 }
 
@@ -284,9 +326,9 @@ type Instance = (
     String,
 );
 
-/// Resets `host` for a fresh guest instance replaying from the first event, and builds
-/// its store. Returns the store, the template to instantiate, the captured output and
-/// the run's input.
+/// Resets `host` for a fresh guest instance replaying from the first event, takes the
+/// namespace's activation permit for it, and builds its store. Returns the store, the
+/// template to instantiate, the captured output and the run's input.
 async fn new_instance(mut host: RunHost) -> Result<Instance, (String, RunHost)> {
     host.state.begin_instance();
     let start = host.state.start().clone();
@@ -296,6 +338,17 @@ async fn new_instance(mut host: RunHost) -> Result<Instance, (String, RunHost)> 
     host.deliveries = 0;
     host.caught_up = false;
     let inner = host.inner.clone();
+    // Quotas changed since the last instance apply from this one on.
+    host.tenant = inner.tenancy.tenant(&host.run.namespace);
+    host.quotas = host
+        .tenant
+        .as_ref()
+        .map_or_else(|| inner.tenancy.defaults().clone(), |t| t.quotas.clone());
+    let budget = inner.runtime.budget(
+        host.quotas.fuel_per_activation,
+        host.quotas.max_memory_bytes,
+    );
+    host.meter.begin_instance(budget.fuel_per_activation);
     let pre = match inner
         .workflow_pre(&host.run.namespace, &host.run.module_hash)
         .await
@@ -303,8 +356,11 @@ async fn new_instance(mut host: RunHost) -> Result<Instance, (String, RunHost)> 
         Ok(pre) => pre,
         Err(e) => return Err((format!("cannot load module: {e:#}"), host)),
     };
+    // The guest is about to run (a throwaway instance too: it is the namespace's work
+    // like any). Taken before the store, whose deadline starts with the activation.
+    host.acquire_permit().await;
     let (wasi, output) = deterministic_wasi(&host.time, start.start_ms, start.seed);
-    let store = inner.runtime.new_store(wasi, host);
+    let store = inner.runtime.new_store(wasi, host, budget);
     Ok((store, pre, output, start.input))
 }
 
@@ -438,6 +494,7 @@ fn classify(
                         e.clone(),
                         &stderr,
                     ))),
+                    Abort::Quota(e) => InstanceEnd::Returned(Err(quota_failure(e.clone()))),
                     Abort::Journal(e) => InstanceEnd::HostError(e.to_string()),
                     Abort::Terminated => InstanceEnd::Terminated,
                     Abort::ContinueAsNew(input) => match host.state.check_finished() {
@@ -454,6 +511,11 @@ fn classify(
     }
 }
 
+/// A run stopped by its namespace's `max_events_per_run`.
+fn quota_failure(message: String) -> Failure {
+    Failure::new(FailureKind::Sandbox, "quota_exceeded", message).non_retryable()
+}
+
 impl RunHost {
     fn new(
         inner: Arc<Inner>,
@@ -461,7 +523,15 @@ impl RunHost {
         state: RunState,
         (outbox, inbox): (mpsc::Sender<RunMsg>, mpsc::Receiver<RunMsg>),
     ) -> Self {
+        let tenant = inner.tenancy.tenant(&run.namespace);
+        let quotas = tenant
+            .as_ref()
+            .map_or_else(|| inner.tenancy.defaults().clone(), |t| t.quotas.clone());
         Self {
+            tenant,
+            quotas,
+            permit: None,
+            meter: Meter::default(),
             random: SeededRandom::new(state.start().seed),
             time: VirtualTime::new(state.start().start_ms),
             inner,
@@ -483,6 +553,49 @@ impl RunHost {
 
     fn run_id(&self) -> &RunId {
         &self.run.run_id
+    }
+
+    /// Takes one of the namespace's activation permits, waiting for it if the
+    /// namespace's `max_concurrent_activations` are all running guest code.
+    async fn acquire_permit(&mut self) {
+        if self.permit.is_some() {
+            return;
+        }
+        if let Some(tenant) = &self.tenant {
+            self.permit = tenant.activations().clone().acquire_owned().await.ok();
+        }
+    }
+
+    /// The guest is about to wait for the host: others of the namespace may run.
+    fn release_permit(&mut self) {
+        self.permit = None;
+    }
+
+    /// Largest payload of the run's namespace (`max_payload_bytes`), enforced on
+    /// everything the guest sends out and every activity output it gets.
+    fn max_payload(&self) -> usize {
+        usize::try_from(self.quotas.max_payload_bytes).unwrap_or(usize::MAX)
+    }
+
+    /// Checks that `more` new events leave room for the run's end within the
+    /// namespace's `max_events_per_run` (the end always fits: the journal never holds
+    /// more than the quota). The error is the run's failure message.
+    fn check_room(&self, more: u64) -> Result<(), String> {
+        let limit = self.quotas.max_events_per_run;
+        let needed = self
+            .state
+            .next_seq()
+            .0
+            .saturating_add(more)
+            .saturating_add(1);
+        if needed <= limit {
+            return Ok(());
+        }
+        Err(format!(
+            "the run reached the limit of {limit} events of namespace {}'s quota \
+             max_events_per_run (continue as new to go on with a fresh journal)",
+            self.run.namespace
+        ))
     }
 
     /// Starts the effects of commands: activity attempts and timers, as tasks that
@@ -518,6 +631,12 @@ impl RunHost {
                         .max()
                         .unwrap_or(0);
                     let inner = self.inner.clone();
+                    let max_payload = self.max_payload();
+                    let quotas = self
+                        .tenant
+                        .as_deref()
+                        .map(crate::activity::ActivityQuotas::of)
+                        .unwrap_or_default();
                     // The names only: the run's input may be large.
                     let (namespace, workflow_id, run_id) = (
                         self.run.namespace.clone(),
@@ -538,9 +657,9 @@ impl RunHost {
                             options: &options,
                             scheduled_at_ms,
                             previous_attempts,
+                            quotas: &quotas,
                         };
                         let (result, attempts) = activity_task::run_with_retries(activity).await;
-                        let max_payload = inner.config.max_payload_bytes;
                         let result = result.and_then(|output| {
                             check_output(
                                 "activity output",
@@ -652,7 +771,8 @@ impl RunHost {
             status,
             signals_upto,
             children,
-            usage: Default::default(),
+            // Counted with the events of the activations it was counted for.
+            usage: self.meter.take_due(),
         };
         self.inner.journal.submit(write).await
     }
@@ -754,6 +874,7 @@ impl RunHost {
         self.pending.clear();
         self.unconfirmed.clear();
         self.unspawned.clear();
+        self.meter.discard();
         let outstanding = self.state.outstanding();
         self.start_effects(outstanding, true).await;
         self.wake_for_waiting_signals().await;
@@ -784,6 +905,9 @@ impl RunHost {
         let mut events = Vec::new();
         let mut signals_arrived = false;
         let mut terminate = None;
+        // Set once the run has no room for more (`max_events_per_run`): what arrives
+        // after that is dropped, and the run fails.
+        let mut over_quota = None;
         let mut next = Some(first);
         while let Some(message) = next {
             next = self.inbox.try_recv().ok();
@@ -829,13 +953,23 @@ impl RunHost {
                 },
                 RunMsg::TimerFired { handle } => EventKind::TimerFired { handle },
             };
-            events.push(self.state.record(kind, now));
+            if over_quota.is_none() {
+                over_quota = self.check_room(1).err();
+            }
+            if over_quota.is_none() {
+                events.push(self.state.record(kind, now));
+            }
         }
         // Inbox entries move into the journal in one transaction, in arrival order; the
         // previous receive committed before this read, so none moves twice.
         let mut signals_upto = None;
-        if signals_arrived {
+        if signals_arrived && over_quota.is_none() {
             for entry in self.inner.journal.inbox(&self.run.run_id).await? {
+                if let Err(message) = self.check_room(1) {
+                    // Left in the inbox: the run fails before it could see them.
+                    over_quota = Some(message);
+                    break;
+                }
                 signals_upto = Some(entry.id);
                 // Two requests with one update id can both pass the check for a repeat
                 // before either is journaled: the first one journaled is the update.
@@ -862,6 +996,8 @@ impl RunHost {
                 reason: reason.clone(),
             };
             all.push(self.state.record(end, self.inner.clock.now_ms()));
+            // The run ends: count the activations that waited to be counted.
+            self.meter.settle();
             let status = StatusChange::Terminated { reason };
             let ticket = self.submit(all, Some(status), signals_upto).await;
             let outcome = self.confirm(ticket).await;
@@ -869,7 +1005,11 @@ impl RunHost {
             return outcome.map(|()| Received::Terminated);
         }
         let ticket = self.submit(events, None, signals_upto).await;
-        self.confirm(ticket).await.map(|()| Received::Events)
+        self.confirm(ticket).await?;
+        Ok(match over_quota {
+            Some(message) => Received::OverQuota(message),
+            None => Received::Events,
+        })
     }
 
     /// Waits until `ticket` and everything queued before it is durable.
@@ -914,7 +1054,7 @@ impl RunHost {
     }
 
     async fn finish(&mut self, result: Result<String, Failure>) -> Result<(), JournalError> {
-        let limit = self.inner.config.max_payload_bytes;
+        let limit = self.max_payload();
         let result = result.and_then(|output| {
             check_output("workflow output", output, limit, FailureKind::Sandbox)
         });
@@ -937,6 +1077,9 @@ impl RunHost {
         // ended, so their effects are not started.
         let mut events = std::mem::take(&mut self.pending);
         events.push(self.state.record(kind, now));
+        // The run ends: every activation not yet counted is (a run failed from outside
+        // its guest, by a quota, still has some waiting).
+        self.meter.settle();
         self.commit(events, Some(status)).await
     }
 
@@ -987,6 +1130,7 @@ impl RunHost {
             new_run: Box::new(new_run.clone()),
             new_started: new_started.clone(),
             carried,
+            usage: self.meter.take_due(),
         };
         let ticket = self.inner.journal.submit(write).await;
         self.confirm(ticket).await.map_err(|e| e.to_string())?;
@@ -998,6 +1142,8 @@ impl RunHost {
 
     async fn block(&mut self, error: NonDeterminism) -> Result<(), JournalError> {
         self.pending.clear();
+        // Nothing the blocked instance ran is journaled: a resumed run counts it again.
+        self.meter.discard();
         self.commit(
             Vec::new(),
             Some(StatusChange::Blocked {
@@ -1009,11 +1155,24 @@ impl RunHost {
 
     fn issue(&mut self, command: Command) -> wasmtime::Result<u32> {
         let now = self.inner.clock.now_ms();
+        if self.query.is_none() && !self.state.is_replaying() {
+            // A new command: it and its result must leave room for the run's end; a
+            // child that cannot start gets its failure right after its command.
+            let more = match command {
+                Command::StartChild { .. } => 2,
+                _ => 1,
+            };
+            self.check_room(more).map_err(|m| abort(Abort::Quota(m)))?;
+        }
         match self.state.issue(command, now).map_err(abort)? {
-            Issued::Replayed(handle) => Ok(handle.0),
+            Issued::Replayed(handle) => {
+                self.meter.produced_replayed();
+                Ok(handle.0)
+            }
             Issued::New(event) => {
                 let handle = event.kind.command_handle().map(|h| h.0).unwrap_or_default();
                 self.pending.push(*event);
+                self.meter.produced_new();
                 Ok(handle)
             }
         }
@@ -1032,7 +1191,7 @@ impl RunHost {
     }
 
     fn check_payload(&self, what: &str, payload: &str) -> wasmtime::Result<()> {
-        let limit = self.inner.config.max_payload_bytes;
+        let limit = self.max_payload();
         if payload.len() > limit {
             return Err(abort(Abort::Payload(format!(
                 "{what} of {} bytes exceeds the limit of {limit}",
