@@ -1,0 +1,408 @@
+//! Per-instance quotas against the real binary in production mode (`spool server start
+//! --config`): each namespace's fuel, memory, event and HTTP quotas bound its runs and
+//! activities, and the fuel its activations burn is metered, once per activation,
+//! whatever replays happen.
+
+mod common;
+
+use common::{guest, tempdir, Recorder, Server};
+use serde_json::{json, Value};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+/// A client command in namespace `ns` (with the admin key).
+fn in_ns(server: &Server, ns: &str, args: &[&str]) -> Output {
+    let mut all = vec!["--namespace", ns];
+    all.extend_from_slice(args);
+    server.cli(&all)
+}
+
+fn in_ns_ok(server: &Server, ns: &str, args: &[&str]) -> Value {
+    let out = in_ns(server, ns, args);
+    assert!(
+        out.status.success(),
+        "spool --namespace {ns} {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log_tail()
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Uploads a guest component into `ns` under `name`.
+fn upload(server: &Server, ns: &str, file: &str, name: &str, kind: &str) {
+    let path = guest(file);
+    in_ns_ok(
+        server,
+        ns,
+        &[
+            "module",
+            "upload",
+            path.to_str().unwrap(),
+            "--name",
+            name,
+            "--kind",
+            kind,
+        ],
+    );
+}
+
+/// Starts a run of `workflow_type` in `ns`, waits for its end and returns its
+/// description (status, output, failure).
+fn run(server: &Server, ns: &str, workflow_type: &str, id: &str, input: Value) -> Value {
+    let input = input.to_string();
+    in_ns_ok(
+        server,
+        ns,
+        &[
+            "workflow",
+            "start",
+            "--type",
+            workflow_type,
+            "--id",
+            id,
+            "--input",
+            &input,
+        ],
+    );
+    // Exits 1 for a failed run; describe tells how it ended.
+    in_ns(
+        server,
+        ns,
+        &["workflow", "result", "--id", id, "--timeout", "60"],
+    );
+    let run = in_ns_ok(server, ns, &["workflow", "describe", "--id", id]);
+    assert_ne!(run["status"], "running", "{run}\n{}", server.log_tail());
+    run
+}
+
+/// The event types of the newest run of `id` in `ns`.
+fn history(server: &Server, ns: &str, id: &str) -> Vec<String> {
+    let history = in_ns_ok(server, ns, &["workflow", "history", "--id", id]);
+    history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn wait_for_event(server: &Server, ns: &str, id: &str, event: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !history(server, ns, id).iter().any(|t| t == event) {
+        assert!(
+            Instant::now() < deadline,
+            "{ns}/{id} never journaled {event}\n{}",
+            server.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// (fuel_consumed, activations) of a namespace, as describe shows them.
+fn usage(server: &Server, ns: &str) -> (u64, u64) {
+    let view = server.cli_json(&["namespace", "describe", ns]);
+    let usage = &view["usage"];
+    (
+        usage["fuel_consumed"].as_u64().expect("fuel_consumed"),
+        usage["activations"].as_u64().expect("activations"),
+    )
+}
+
+fn failure(run: &Value) -> (&str, &str) {
+    (
+        run["failure"]["error_type"].as_str().unwrap_or_default(),
+        run["failure"]["message"].as_str().unwrap_or_default(),
+    )
+}
+
+/// The byte count in wasmtime's "forcing trap when growing memory to N bytes".
+fn grown_to(message: &str) -> u64 {
+    let rest = message
+        .split("growing memory to ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no size in {message:?}"));
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// The same guest's work fits the default fuel budget and not a small one: a tight
+/// namespace's endless loop and heavy activation fail with `fuel_exhausted`, its light
+/// work completes, and the heavy work completes in a namespace with the default quota.
+#[test]
+fn a_namespaces_fuel_quota_bounds_each_activation_of_its_runs() {
+    let dir = tempdir();
+    let server = Server::start_production(
+        dir.path(),
+        "[namespaces.tight]\nfuel_per_activation = 5000000\n[namespaces.roomy]\n",
+    );
+    for ns in ["tight", "roomy"] {
+        upload(&server, ns, "hostile", "hostile", "workflow");
+    }
+    // About 10 million fuel: encoding 400 KB of output.
+    let heavy = json!({"mode": "huge-output", "output_bytes": 400_000});
+
+    let light = run(&server, "tight", "hostile", "light", json!({"mode": "ok"}));
+    assert_eq!(light["status"], "completed", "{light}");
+    let looping = run(&server, "tight", "hostile", "loop", json!({"mode": "loop"}));
+    assert_eq!(looping["status"], "failed", "{looping}");
+    assert_eq!(failure(&looping).0, "fuel_exhausted", "{looping}");
+    let (fuel, _) = usage(&server, "tight");
+    assert!(
+        fuel >= 5_000_000,
+        "the loop burnt the whole budget of its activation: {fuel}"
+    );
+    let heavy_tight = run(&server, "tight", "hostile", "heavy", heavy.clone());
+    assert_eq!(failure(&heavy_tight).0, "fuel_exhausted", "{heavy_tight}");
+
+    let heavy_roomy = run(&server, "roomy", "hostile", "heavy", heavy);
+    assert_eq!(heavy_roomy["status"], "completed", "{heavy_roomy}");
+    let (fuel, _) = usage(&server, "roomy");
+    assert!(fuel > 5_000_000, "the same work burnt {fuel}");
+}
+
+/// A memory bomb in a namespace with a small memory quota fails at a size the default
+/// quota would have allowed; in the default namespace it goes on to the default limit.
+#[test]
+fn a_namespaces_memory_quota_caps_its_guests_memory() {
+    let dir = tempdir();
+    let small = 32u64 << 20;
+    let server = Server::start_production(
+        dir.path(),
+        &format!("[namespaces.small]\nmax_memory_bytes = {small}\n"),
+    );
+    for ns in ["small", "default"] {
+        upload(&server, ns, "hostile", "hostile", "workflow");
+    }
+    let bomb = json!({"mode": "memory"});
+    let capped = run(&server, "small", "hostile", "bomb", bomb.clone());
+    let (error_type, message) = failure(&capped);
+    assert_eq!(error_type, "memory_exhausted", "{capped}");
+    // The bomb grows in 16 MiB chunks: the failing growth is at most one past the quota.
+    let at = grown_to(message);
+    assert!(at > small && at <= small + (17 << 20), "{message}");
+
+    let default = run(&server, "default", "hostile", "bomb", bomb);
+    let (error_type, message) = failure(&default);
+    assert_eq!(error_type, "memory_exhausted", "{default}");
+    assert!(grown_to(message) > 256 << 20, "{message}");
+    // And the small namespace's runs still work.
+    let ok = run(&server, "small", "hostile", "after", json!({"mode": "ok"}));
+    assert_eq!(ok["status"], "completed", "{ok}");
+}
+
+/// A run that would journal more events than its namespace's `max_events_per_run` fails
+/// with `quota_exceeded` naming the quota and the limit; its journal stays within it
+/// (its end included), whether the command or the result was one too many, and the
+/// namespace and the server go on serving.
+#[test]
+fn a_run_over_its_namespaces_event_quota_fails_naming_it() {
+    let dir = tempdir();
+    let server =
+        Server::start_production(dir.path(), "[namespaces.short]\nmax_events_per_run = 10\n");
+    for ns in ["short", "default"] {
+        upload(&server, ns, "steps", "steps", "workflow");
+    }
+    let over_quota = |id: &str, input: Value| {
+        let run = run(&server, "short", "steps", id, input);
+        assert_eq!(run["status"], "failed", "{run}");
+        let (error_type, message) = failure(&run);
+        assert_eq!(error_type, "quota_exceeded", "{run}");
+        assert!(
+            message.contains("max_events_per_run") && message.contains("10"),
+            "{message}"
+        );
+        let events = history(&server, "short", id);
+        assert!(events.len() <= 10, "{events:?}");
+        assert_eq!(events.last().map(String::as_str), Some("run_failed"));
+    };
+    // Sequential: a command is one too many.
+    over_quota("sequential", json!({"steps": 20, "mode": "sequential"}));
+    // Parallel, 5 echoes: the commands fit, their results do not.
+    over_quota("parallel", json!({"steps": 5, "mode": "parallel"}));
+
+    // Within the quota (2 steps: 6 events) the namespace's runs complete, and other
+    // namespaces have the default.
+    let fits = run(
+        &server,
+        "short",
+        "steps",
+        "fits",
+        json!({"steps": 2, "mode": "sequential"}),
+    );
+    assert_eq!(fits["status"], "completed", "{fits}");
+    let long = run(
+        &server,
+        "default",
+        "steps",
+        "long",
+        json!({"steps": 20, "mode": "sequential"}),
+    );
+    assert_eq!(long["status"], "completed", "{long}");
+}
+
+/// A namespace's `allow_http` narrows the server's list: a request to a local endpoint
+/// the server allows is refused in a namespace whose list does not name it (built-in
+/// `http.request` and an activity component alike), goes through in a namespace without
+/// a list of its own, and a namespace's list cannot reach beyond the server's.
+#[test]
+fn a_namespaces_allow_list_narrows_the_servers() {
+    let dir = tempdir();
+    let recorder = Recorder::start();
+    let server = Server::start_production(
+        dir.path(),
+        "[activities]\nallow_http = [\"127.0.0.1\"]\n\
+         [namespaces.narrow]\nallow_http = [\"api.example.com\"]\n\
+         [namespaces.wide]\nallow_http = [\"*\"]\n\
+         [namespaces.plain]\n",
+    );
+    for ns in ["narrow", "wide", "plain"] {
+        upload(&server, ns, "relay", "relay", "workflow");
+        upload(&server, ns, "http-activity", "notify", "activity");
+    }
+    let builtin = |path: &str| {
+        json!({"activity": "http.request", "input": {
+            "method": "POST", "url": format!("{}/{path}", recorder.url), "body": {"n": 1}
+        }})
+    };
+    let component = |path: &str| {
+        json!({"activity": "notify", "input": {
+            "url": format!("{}/{path}", recorder.url), "body": {"n": 2}
+        }})
+    };
+
+    let refused = run(
+        &server,
+        "narrow",
+        "relay",
+        "builtin",
+        builtin("narrow-builtin"),
+    );
+    assert_eq!(refused["status"], "failed", "{refused}");
+    let (error_type, message) = failure(&refused);
+    assert_eq!(error_type, "http_forbidden", "{refused}");
+    assert!(message.contains("allow_http"), "{message}");
+    let refused = run(
+        &server,
+        "narrow",
+        "relay",
+        "component",
+        component("narrow-component"),
+    );
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert!(failure(&refused).1.contains("denied"), "{refused}");
+    assert_eq!(
+        recorder.count("/narrow-builtin") + recorder.count("/narrow-component"),
+        0
+    );
+
+    for ns in ["plain", "wide"] {
+        let sent = run(
+            &server,
+            ns,
+            "relay",
+            "builtin",
+            builtin(&format!("{ns}-builtin")),
+        );
+        assert_eq!(sent["status"], "completed", "{ns}: {sent}");
+        assert_eq!(sent["output"]["status"], 200, "{sent}");
+        let sent = run(
+            &server,
+            ns,
+            "relay",
+            "component",
+            component(&format!("{ns}-component")),
+        );
+        assert_eq!(sent["status"], "completed", "{ns}: {sent}");
+        assert_eq!(sent["output"], json!({"status": 200}), "{sent}");
+    }
+    assert_eq!(recorder.count("/plain-builtin"), 1);
+    assert_eq!(recorder.count("/wide-component"), 1);
+
+    // `*` in a namespace does not open what the server closes: `localhost` is not on
+    // the server's list.
+    let port = recorder.url.rsplit(':').next().unwrap();
+    let beyond = json!({"activity": "http.request", "input": {
+        "method": "POST", "url": format!("http://localhost:{port}/beyond"), "body": {}
+    }});
+    let refused = run(&server, "wide", "relay", "beyond", beyond);
+    assert_eq!(failure(&refused).0, "http_forbidden", "{refused}");
+    assert_eq!(recorder.count("/beyond"), 0);
+}
+
+/// The fuel a namespace's runs burn is metered: a run adds to `fuel_consumed` and
+/// `activations`, a throwaway query adds nothing, and a run killed with SIGKILL while it
+/// waits, replayed after the restart and completed, counts exactly what the same run
+/// counts in another namespace where nothing interrupted it.
+#[test]
+fn metered_fuel_is_deterministic_across_a_sigkill_and_replay() {
+    let dir = tempdir();
+    let mut server =
+        Server::start_production(dir.path(), "[namespaces.steady]\n[namespaces.crashed]\n");
+    for ns in ["steady", "crashed"] {
+        upload(&server, ns, "approval", "approval", "workflow");
+    }
+    assert_eq!(usage(&server, "steady"), (0, 0));
+    // No randomness, no clock: the same input does the same work in any run.
+    let input = json!({"timeout_ms": 600_000, "mode": "condition"}).to_string();
+    let start = |server: &Server, ns: &str| {
+        in_ns_ok(
+            server,
+            ns,
+            &[
+                "workflow", "start", "--type", "approval", "--id", "same", "--input", &input,
+            ],
+        );
+        wait_for_event(server, ns, "same", "timer_started");
+    };
+    let approve_and_wait = |server: &Server, ns: &str| {
+        in_ns_ok(
+            server,
+            ns,
+            &[
+                "workflow",
+                "signal",
+                "--id",
+                "same",
+                "--name",
+                "approve",
+                "--input",
+                r#"{"by": "ada"}"#,
+            ],
+        );
+        let output = in_ns_ok(server, ns, &["workflow", "result", "--id", "same"]);
+        assert_eq!(output["outcome"], "approved", "{output}");
+    };
+
+    start(&server, "steady");
+    let waiting = usage(&server, "steady");
+    assert!(waiting.0 > 0 && waiting.1 >= 1, "{waiting:?}");
+    // A query replays the run in a throwaway instance: not metered.
+    let status = in_ns_ok(
+        &server,
+        "steady",
+        &["workflow", "query", "--id", "same", "--name", "status"],
+    );
+    assert_eq!(status["decided"], false, "{status}");
+    assert_eq!(usage(&server, "steady"), waiting);
+    approve_and_wait(&server, "steady");
+    let steady = usage(&server, "steady");
+    assert!(steady.0 > waiting.0 && steady.1 > waiting.1, "{steady:?}");
+
+    start(&server, "crashed");
+    let before_kill = usage(&server, "crashed");
+    assert_eq!(before_kill, waiting, "the same activations so far");
+    server.restart();
+    // Recovery replays the run up to its wait: nothing new to count.
+    in_ns_ok(
+        &server,
+        "crashed",
+        &["workflow", "query", "--id", "same", "--name", "status"],
+    );
+    assert_eq!(usage(&server, "crashed"), before_kill);
+    approve_and_wait(&server, "crashed");
+    assert_eq!(
+        usage(&server, "crashed"),
+        steady,
+        "(fuel, activations) of the interrupted run vs the uninterrupted one"
+    );
+    assert_eq!(usage(&server, "steady"), steady);
+}
