@@ -189,6 +189,32 @@ fn a_namespaces_memory_quota_caps_its_guests_memory() {
     assert_eq!(ok["status"], "completed", "{ok}");
 }
 
+/// Inside a run, payloads are held to the run's namespace's `max_payload_bytes`, not to
+/// the server's: an output that another namespace takes fails the run.
+#[test]
+fn a_namespaces_payload_quota_holds_inside_its_runs() {
+    let dir = tempdir();
+    let server = Server::start_production(
+        dir.path(),
+        "[namespaces.tiny]
+max_payload_bytes = 4096
+",
+    );
+    for ns in ["tiny", "default"] {
+        upload(&server, ns, "hostile", "hostile", "workflow");
+    }
+    let output = json!({"mode": "huge-output", "output_bytes": 10_000});
+    let refused = run(&server, "tiny", "hostile", "big", output.clone());
+    let (error_type, message) = failure(&refused);
+    assert_eq!(error_type, "payload_too_large", "{refused}");
+    assert!(
+        message.contains("4096") && message.contains("max_payload_bytes"),
+        "{message}"
+    );
+    let fits = run(&server, "default", "hostile", "big", output);
+    assert_eq!(fits["status"], "completed", "{fits}");
+}
+
 /// A run that would journal more events than its namespace's `max_events_per_run` fails
 /// with `quota_exceeded` naming the quota and the limit; its journal stays within it
 /// (its end included), whether the command or the result was one too many, and the

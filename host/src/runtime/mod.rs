@@ -33,14 +33,15 @@ pub mod activity_bindings {
     });
 }
 
-/// Bounds on what one guest instance may use. Deterministic bounds (fuel) decide a
-/// run's fate identically on every replay; the wall-clock deadline is a second guard.
+/// The server's bounds on what one guest instance may use. Deterministic bounds (fuel)
+/// decide a run's fate identically on every replay; the wall-clock deadline is a second
+/// guard. Fuel per activation, and memory within `max_memory_bytes`, come from the
+/// namespace's quotas (`Runtime::budget`).
 #[derive(Clone, Debug)]
 pub struct SandboxLimits {
-    /// Fuel for one activation: the guest's work between two `await-next` results.
-    pub fuel_per_activation: u64,
     /// Wall-clock bound on one activation.
     pub activation_deadline: Duration,
+    /// No namespace's instance or activity attempt grows past this, whatever its quota.
     pub max_memory_bytes: usize,
     pub max_table_elements: usize,
     /// Bound on the guest's call stack; deep recursion traps past it.
@@ -52,8 +53,6 @@ pub struct SandboxLimits {
 impl Default for SandboxLimits {
     fn default() -> Self {
         Self {
-            // About a quarter of a second of tight-loop work on this class of machine.
-            fuel_per_activation: 1_000_000_000,
             activation_deadline: Duration::from_secs(10),
             max_memory_bytes: 256 << 20,
             max_table_elements: 100_000,

@@ -1194,7 +1194,7 @@ impl RunHost {
         let limit = self.max_payload();
         if payload.len() > limit {
             return Err(abort(Abort::Payload(format!(
-                "{what} of {} bytes exceeds the limit of {limit}",
+                "{what} of {} bytes exceeds the limit of {limit} (quota max_payload_bytes)",
                 payload.len()
             ))));
         }

@@ -41,7 +41,7 @@ pub(super) fn check_output(
             kind,
             "payload_too_large",
             format!(
-                "{what} of {} bytes exceeds the limit of {limit}",
+                "{what} of {} bytes exceeds the limit of {limit} (quota max_payload_bytes)",
                 output.len()
             ),
         )
