@@ -685,6 +685,20 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// The run and the guest's work this write counts to the run's namespace, if any.
+    pub fn usage(&self) -> Option<(&RunId, &Usage)> {
+        match self {
+            Write::Append { run_id, usage, .. } | Write::ContinueAsNew { run_id, usage, .. }
+                if usage.activations > 0 =>
+            {
+                Some((run_id, usage))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Work a guest did, as counted to its namespace.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Usage {

@@ -255,16 +255,28 @@ fn run_writer(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>) {
 
 /// Applies every write of the batch in one transaction, each in its own savepoint, and
 /// returns one outcome per write. A failed commit fails them all.
+///
+/// The usage of the writes that succeeded (`Append::usage`, `ContinueAsNew::usage`) is
+/// added to `namespace_usage` at the end of the transaction, once per namespace: one
+/// update per batch instead of one per write, in the same commit as the events.
 fn commit_batch(conn: &mut Connection, batch: &[WriteRequest]) -> Vec<JournalResult<()>> {
     let mut outcomes = Vec::with_capacity(batch.len());
     let result = (|| -> rusqlite::Result<()> {
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut usage: Vec<(String, Usage)> = Vec::new();
         for request in batch {
+            if matches!(request.write, Write::DeleteNamespace(_)) {
+                // Counted before, so that a deleted namespace leaves no usage behind.
+                write_usage(&tx, &mut usage)?;
+            }
             let mut savepoint = tx.savepoint()?;
             match apply(&savepoint, &request.write) {
                 Ok(()) => {
                     savepoint.commit()?;
                     outcomes.push(Ok(()));
+                    if let Some((run_id, used)) = request.write.usage() {
+                        add_usage(&tx, &mut usage, run_id, used)?;
+                    }
                 }
                 Err(error) => {
                     savepoint.rollback()?;
@@ -273,6 +285,7 @@ fn commit_batch(conn: &mut Connection, batch: &[WriteRequest]) -> Vec<JournalRes
                 }
             }
         }
+        write_usage(&tx, &mut usage)?;
         tx.commit()
     })();
     match result {
@@ -331,12 +344,9 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
             new_run,
             new_started,
             carried,
-            usage,
+            usage: _,
         } => {
             insert_events(conn, run_id, events)?;
-            if usage.activations > 0 {
-                add_usage(conn, run_id, usage)?;
-            }
             // Unconsumed signals keep their order: the journaled ones first, then those
             // still in the inbox; all get fresh ids under the new run.
             for entry in carried {
@@ -368,12 +378,9 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
             status,
             signals_upto,
             children,
-            usage,
+            usage: _,
         } => {
             insert_events(conn, run_id, events)?;
-            if usage.activations > 0 {
-                add_usage(conn, run_id, usage)?;
-            }
             if let Some(upto) = signals_upto {
                 conn.prepare_cached("DELETE FROM signal_inbox WHERE run_id = ?1 AND id <= ?2")
                     .and_then(|mut s| s.execute(params![run_id.as_str(), upto]))
@@ -508,23 +515,47 @@ fn apply(conn: &Connection, write: &Write) -> JournalResult<()> {
     Ok(())
 }
 
-/// Counts a guest's work to the namespace of its run.
-fn add_usage(conn: &Connection, run_id: &RunId, usage: &Usage) -> JournalResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO namespace_usage (namespace, fuel_consumed, activations)
-         SELECT namespace, ?2, ?3 FROM runs WHERE run_id = ?1
-         ON CONFLICT (namespace) DO UPDATE SET
-            fuel_consumed = fuel_consumed + excluded.fuel_consumed,
-            activations = activations + excluded.activations",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            run_id.as_str(),
-            usage.fuel as i64,
-            usage.activations as i64
-        ])
-    })
-    .map_err(storage)?;
+/// Adds the usage counted so far in a batch to `namespace_usage`, and empties it.
+fn write_usage(conn: &Connection, usage: &mut Vec<(String, Usage)>) -> rusqlite::Result<()> {
+    for (namespace, used) in usage.drain(..) {
+        conn.prepare_cached(
+            "INSERT INTO namespace_usage (namespace, fuel_consumed, activations)
+             VALUES (?1, ?2, ?3)
+             ON CONFLICT (namespace) DO UPDATE SET
+                fuel_consumed = fuel_consumed + excluded.fuel_consumed,
+                activations = activations + excluded.activations",
+        )?
+        .execute(params![
+            namespace,
+            used.fuel as i64,
+            used.activations as i64
+        ])?;
+    }
+    Ok(())
+}
+
+/// Counts a guest's work to the namespace of its run, in `into` (one entry per
+/// namespace; batches hold few namespaces).
+fn add_usage(
+    conn: &Connection,
+    into: &mut Vec<(String, Usage)>,
+    run_id: &RunId,
+    usage: &Usage,
+) -> rusqlite::Result<()> {
+    let namespace: Option<String> = conn
+        .prepare_cached("SELECT namespace FROM runs WHERE run_id = ?1")?
+        .query_row(params![run_id.as_str()], |row| row.get(0))
+        .optional()?;
+    let Some(namespace) = namespace else {
+        return Ok(());
+    };
+    match into.iter_mut().find(|(ns, _)| *ns == namespace) {
+        Some((_, total)) => {
+            total.fuel = total.fuel.saturating_add(usage.fuel);
+            total.activations = total.activations.saturating_add(usage.activations);
+        }
+        None => into.push((namespace, *usage)),
+    }
     Ok(())
 }
 
@@ -1473,5 +1504,60 @@ mod tests {
         .await;
         assert!(matches!(dup, Err(JournalError::Storage(_))));
         assert_eq!(journal.events(&RunId("r1".into())).await.unwrap().len(), 1);
+    }
+
+    /// Usage is added once per write that commits, summed per namespace over a batch;
+    /// a write that fails adds nothing.
+    #[tokio::test]
+    async fn usage_of_committed_writes_is_added_to_their_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SqliteJournal::open(dir.path().join("j.db")).unwrap();
+        for (workflow, run) in [("w1", "r1"), ("w2", "r2")] {
+            commit(
+                &journal,
+                Write::CreateRun {
+                    record: Box::new(run_record(workflow, run)),
+                    started: started(0),
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let timer = |seq| Event {
+            seq: Seq(seq),
+            recorded_at_ms: 2,
+            kind: EventKind::TimerStarted {
+                handle: Handle(1),
+                duration_ms: 10,
+                fire_at_ms: 12,
+            },
+        };
+        let append = |run: &str, event: Event, fuel| Write::Append {
+            run_id: RunId(run.into()),
+            events: vec![event],
+            status: None,
+            signals_upto: None,
+            children: Vec::new(),
+            usage: Usage {
+                fuel,
+                activations: 1,
+            },
+        };
+        // Queued together, so they share one transaction; the duplicate seq fails.
+        let tickets = [
+            journal.submit(append("r1", timer(1), 100)).await,
+            journal.submit(append("r2", timer(1), 20)).await,
+            journal.submit(append("r1", started(0), 5_000)).await,
+        ];
+        let mut outcomes = Vec::new();
+        for ticket in tickets {
+            outcomes.push(ticket.await.is_ok());
+        }
+        assert_eq!(outcomes, [true, true, false]);
+        let usage = journal
+            .namespace_usage(&Namespace::default_namespace())
+            .await
+            .unwrap();
+        assert_eq!((usage.fuel_consumed, usage.activations), (120, 2));
     }
 }
