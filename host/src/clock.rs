@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
-/// Milliseconds since the Unix epoch.
-pub type EpochMs = u64;
+pub use spool_formats::EpochMs;
 
 pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> EpochMs;

@@ -1,7 +1,8 @@
 //! Spool: a durable workflow host for WebAssembly components.
 //!
 //! # Layout
-//! - [`ids`]: identifier newtypes.
+//! - [`ids`]: identifier newtypes. They, the journal's event types and the API's request
+//!   bodies live in the crate `spool-formats` (no wasmtime: `fuzz/` builds it alone).
 //! - [`clock`]: the injectable clock; nothing else reads wall time.
 //! - [`journal`]: storage types and the [`journal::Journal`] trait; [`journal::sqlite`]
 //!   is the SQLite journal (WAL, group commit, one writer thread).
@@ -23,7 +24,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod engine;
-pub mod ids;
+pub use spool_formats::ids;
 pub mod journal;
 pub mod runtime;
 pub mod server;

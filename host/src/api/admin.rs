@@ -2,21 +2,12 @@
 //! itself (`GET /api/v1/namespaces/{ns}`, its own key suffices).
 
 use super::{namespace, ApiError, ApiJson, ApiPath, ApiState};
-use crate::tenancy::quotas::QuotaPatch;
 use crate::tenancy::{Caller, NamespaceView};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::Deserialize;
+use spool_formats::api::{CreateKeyBody, CreateNamespaceBody, PatchNamespaceBody};
 use std::time::Duration;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CreateNamespaceBody {
-    name: String,
-    #[serde(default)]
-    quotas: QuotaPatch,
-}
 
 pub(super) async fn create_namespace(
     State(state): State<ApiState>,
@@ -53,12 +44,6 @@ pub(super) async fn describe_namespace(
     Ok(Json(tenancy.describe(&name).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PatchNamespaceBody {
-    quotas: QuotaPatch,
-}
-
 pub(super) async fn patch_namespace(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -81,16 +66,6 @@ pub(super) async fn delete_namespace(
     tenancy.require_admin(&caller)?;
     tenancy.delete_namespace(&namespace(ns)?).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CreateKeyBody {
-    #[serde(default)]
-    label: String,
-    /// The key stops working this many seconds from now; none: it does not expire.
-    #[serde(default)]
-    expires_in_secs: Option<u64>,
 }
 
 pub(super) async fn create_key(

@@ -22,6 +22,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use spool_formats::api::{
+    ReasonBody, RepinBody, SignalBody, SignalWithStartBody, StartBody, UpdateBody,
+};
 use std::time::Duration;
 use views::{EventView, ModuleView, RunView};
 
@@ -251,19 +254,6 @@ async fn list_modules(
     Ok(Json(serde_json::json!({ "modules": modules })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartBody {
-    workflow_id: String,
-    workflow_type: String,
-    #[serde(default)]
-    input: Option<serde_json::Value>,
-    /// What to do when the id has an open run: "fail" (409, the default) or
-    /// "use_existing" (answer 200 with the open run).
-    #[serde(default)]
-    if_running: Option<String>,
-}
-
 async fn start_workflow(
     State(state): State<ApiState>,
     ApiPath(ns): ApiPath<String>,
@@ -426,12 +416,6 @@ async fn workflow_history(
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RepinBody {
-    module_hash: String,
-}
-
 async fn repin_workflow(
     State(state): State<ApiState>,
     ApiPath((ns, id)): ApiPath<(String, String)>,
@@ -453,15 +437,6 @@ async fn repin_workflow(
     Ok(Json(RunView::from(run)))
 }
 
-/// The body of `signals` and `query`: a name and JSON input.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignalBody {
-    name: String,
-    #[serde(default)]
-    input: Option<serde_json::Value>,
-}
-
 async fn signal_workflow(
     State(state): State<ApiState>,
     ApiPath((ns, id)): ApiPath<(String, String)>,
@@ -473,17 +448,6 @@ async fn signal_workflow(
         .signal(&namespace(ns)?, &workflow_id(id)?, &body.name, &input)
         .await?;
     Ok(Json(RunView::from(run)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignalWithStartBody {
-    workflow_type: String,
-    #[serde(default)]
-    input: Option<serde_json::Value>,
-    signal_name: String,
-    #[serde(default)]
-    signal_input: Option<serde_json::Value>,
 }
 
 async fn signal_with_start(
@@ -506,14 +470,6 @@ async fn signal_with_start(
         .signal_with_start(request, &body.signal_name, &signal_input)
         .await?;
     Ok(Json(RunView::from(run)))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-/// The body of `terminate` and `cancel`.
-struct ReasonBody {
-    #[serde(default)]
-    reason: Option<String>,
 }
 
 async fn terminate_workflow(
@@ -584,19 +540,6 @@ async fn query_workflow(
         .await?;
     let result = serde_json::from_str(&answer).unwrap_or(serde_json::Value::String(answer));
     Ok(Json(serde_json::json!({ "result": result })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateBody {
-    name: String,
-    #[serde(default)]
-    input: Option<serde_json::Value>,
-    /// Send the same id again to get the same update's answer (never a second update).
-    #[serde(default)]
-    update_id: Option<String>,
-    #[serde(default)]
-    wait_secs: Option<u64>,
 }
 
 /// 200 with the answer (`status` completed or failed), 202 if it is not answered

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use spool_formats::api::{CompleteBody, FailBody, HeartbeatBody, PollBody};
 use std::time::Duration;
 
 impl From<TaskError> for ApiError {
@@ -19,14 +19,6 @@ impl From<TaskError> for ApiError {
 
 fn check_queue(queue: &str) -> Result<(), ApiError> {
     crate::ids::validate_name("task queue", queue).map_err(ApiError::invalid)
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PollBody {
-    /// How long to wait for an attempt; at most 60 s.
-    #[serde(default)]
-    wait_secs: Option<u64>,
 }
 
 /// 200 with the attempt, or 204 if none came within the wait.
@@ -66,14 +58,6 @@ fn task_view(task: Task) -> serde_json::Value {
     })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct HeartbeatBody {
-    /// Progress to hand to the next attempt if this one fails.
-    #[serde(default)]
-    details: Option<serde_json::Value>,
-}
-
 pub(super) async fn heartbeat(
     State(state): State<ApiState>,
     ApiPath((ns, token)): ApiPath<(String, String)>,
@@ -90,13 +74,6 @@ pub(super) async fn heartbeat(
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CompleteBody {
-    #[serde(default)]
-    output: Option<serde_json::Value>,
-}
-
 pub(super) async fn complete(
     State(state): State<ApiState>,
     ApiPath((ns, token)): ApiPath<(String, String)>,
@@ -109,20 +86,6 @@ pub(super) async fn complete(
         .task_queues()
         .finish(&namespace, &token, Ok(output))?;
     Ok(Json(serde_json::json!({})))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FailBody {
-    error_type: String,
-    message: String,
-    #[serde(default)]
-    non_retryable: bool,
-    #[serde(default)]
-    details: Option<serde_json::Value>,
-    /// The worker stopped because the workflow cancelled the activity.
-    #[serde(default)]
-    cancelled: bool,
 }
 
 pub(super) async fn fail(

@@ -1321,16 +1321,15 @@ impl Journal for SqliteJournal {
 
     async fn events(&self, run_id: &RunId) -> JournalResult<Vec<Event>> {
         let id = run_id.0.clone();
-        let bodies: Vec<String> = self
+        let rows: Vec<(i64, String)> = self
             .read(move |c| {
-                c.prepare_cached("SELECT body FROM events WHERE run_id = ?1 ORDER BY seq")?
-                    .query_map(params![id], |r| r.get(0))?
+                c.prepare_cached("SELECT format, body FROM events WHERE run_id = ?1 ORDER BY seq")?
+                    .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect()
             })
             .await?;
-        bodies
-            .iter()
-            .map(|body| serde_json::from_str(body).map_err(storage))
+        rows.iter()
+            .map(|(format, body)| decode_event(*format, body).map_err(storage))
             .collect()
     }
 }
@@ -1338,6 +1337,7 @@ impl Journal for SqliteJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Seq;
 
     fn run_record(workflow_id: &str, run_id: &str) -> RunRecord {
         RunRecord {

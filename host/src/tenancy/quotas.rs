@@ -54,22 +54,7 @@ pub struct Quotas {
     pub allow_http: Option<Vec<String>>,
 }
 
-/// A partial change of quotas, as the config file and the admin API give them: fields
-/// left out keep their value. A quota that may be off is turned off with `0`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuotaPatch {
-    pub max_running_workflows: Option<u64>,
-    pub starts_per_second: Option<f64>,
-    pub start_burst: Option<u32>,
-    pub fuel_per_activation: Option<u64>,
-    pub max_memory_bytes: Option<u64>,
-    pub max_payload_bytes: Option<u64>,
-    pub max_events_per_run: Option<u64>,
-    pub max_module_bytes: Option<u64>,
-    pub max_concurrent_activations: Option<u32>,
-    pub allow_http: Option<Vec<String>>,
-}
+pub use spool_formats::api::QuotaPatch;
 
 /// The server's hard ceilings: no namespace's quota may go above them, because the
 /// HTTP layer and the sandbox are sized by them.
