@@ -8,7 +8,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 # Cargo package names; each builds target/wasm32-wasip2/release/<name with _>.wasm.
-guests=(onboarding expense-approval continuous team-onboarding research-agent order-saga parallel hostile sockets steps steps-changed http-activity progress-activity relay approval cancellable family)
+guests=(onboarding expense-approval continuous team-onboarding research-agent order-saga parallel hostile bomb sockets steps steps-changed http-activity progress-activity relay approval cancellable family)
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2 >/dev/null

@@ -256,6 +256,14 @@ impl Engine {
         bytes: Vec<u8>,
     ) -> EngineResult<ModuleRecord> {
         validate_name("module name", name.as_str()).map_err(EngineError::InvalidInput)?;
+        // `.` and `..` pass the character check but mean a path's dot segments: a
+        // module name must not look like one, wherever it is shown or used.
+        if name.as_str().chars().all(|c| c == '.') {
+            return Err(EngineError::InvalidInput(format!(
+                "module name {:?} is only dots; choose a name with a letter or digit",
+                name.as_str()
+            )));
+        }
         if kind == ModuleKind::Activity && crate::activity::is_builtin(name.as_str()) {
             return Err(EngineError::InvalidInput(format!(
                 "{name:?} is the name of a built-in activity; choose another"
@@ -274,16 +282,23 @@ impl Engine {
             });
         }
         let hash = ModuleHash::of(&bytes);
+        // An instance of the module gets at most the namespace's memory quota: one
+        // whose memory is declared larger could never start.
+        let memory_quota = tenant.quotas.max_memory_bytes;
+        let memory_setting = format!("namespace {namespace}'s quota max_memory_bytes");
         // Compiling is CPU work outside any fuel budget: one at a time per namespace, so
         // a tenant uploading in a loop slows only itself.
         let _slot = tenant.upload_slot().await;
         let inner = self.inner.clone();
         let (bytes, component) = tokio::task::spawn_blocking(move || {
-            let checked = match kind {
+            let component = match kind {
                 ModuleKind::Workflow => inner.runtime.validate_workflow(&inner.linker, &bytes),
                 ModuleKind::Activity => inner.activities.validate(&bytes),
-            };
-            checked.map(|component| (bytes, component))
+            }?;
+            inner
+                .runtime
+                .check_declared_memory(&component, memory_quota, &memory_setting)?;
+            Ok::<_, crate::runtime::ModuleError>((bytes, component))
         })
         .await
         .map_err(|e| EngineError::Storage(format!("validation task failed: {e}")))??;

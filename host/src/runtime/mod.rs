@@ -259,7 +259,64 @@ impl Runtime {
                     .into(),
             ));
         }
-        Component::new(&self.engine, bytes).map_err(|e| ModuleError::Invalid(format!("{e:#}")))
+        check_shape(bytes)?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        self.check_declared_sizes(&component)?;
+        Ok(component)
+    }
+
+    /// Refuses a component whose core modules declare, at instantiation, more linear
+    /// memory or more table elements than an instance may ever have (a "component
+    /// bomb": a few bytes that ask for gigabytes): it could never start, so the upload
+    /// says so, naming the size and the limit, rather than every run failing. What an
+    /// instance grows to later is the store's limiter's business (`new_store`).
+    fn check_declared_sizes(&self, component: &Component) -> Result<(), ModuleError> {
+        self.check_declared_memory(
+            component,
+            self.limits.max_memory_bytes as u64,
+            "the server's max_memory_bytes",
+        )?;
+        let Some(required) = component.resources_required() else {
+            return Ok(());
+        };
+        check_declared(
+            ("table", "tables"),
+            required.num_tables,
+            required.max_initial_table_size,
+            self.limits.max_table_elements as u64,
+            "the server's max_table_elements",
+            |n| format!("{n} elements"),
+        )
+    }
+
+    /// Refuses a component whose core modules declare more linear memory at
+    /// instantiation than `limit` bytes (`setting` names the limit in the error): each
+    /// memory alone, and all of them together (counted as the largest times their
+    /// number, since wasmtime reports only the largest). Uploads check it against the
+    /// namespace's memory quota too: a run of such a component would fail as it starts.
+    pub fn check_declared_memory(
+        &self,
+        component: &Component,
+        limit: u64,
+        setting: &str,
+    ) -> Result<(), ModuleError> {
+        // None when a core module is imported rather than embedded: no linker of the
+        // host provides core modules, so the world check refuses the component anyway.
+        let Some(required) = component.resources_required() else {
+            return Ok(());
+        };
+        let memory = required
+            .max_initial_memory_size
+            .map(|pages| pages.saturating_mul(WASM_PAGE_BYTES));
+        check_declared(
+            ("linear memory", "linear memories"),
+            required.num_memories,
+            memory,
+            limit,
+            setting,
+            bytes_in_words,
+        )
     }
 
     /// Records a freshly validated component in the caches.
@@ -385,6 +442,229 @@ impl Runtime {
     }
 }
 
+/// Most core modules a component may hold, its nested components' included.
+const MAX_CORE_MODULES: u64 = 1_000;
+/// Most components a component may nest, at any depth.
+const MAX_NESTED_COMPONENTS: u64 = 1_000;
+/// Most items (core and component instances, aliases, canonical functions, imports,
+/// exports) a component may have once every component instantiation in it is
+/// flattened, as compiling does.
+const MAX_FLATTENED_ITEMS: u64 = 100_000;
+
+/// Refuses a component whose shape would make compiling it ask for more memory than
+/// the host has, before wasmtime sees it. Compiling flattens every instantiation of a
+/// nested component into a copy of its contents: a component instantiated ten times by
+/// one instantiated ten times, and so on for eight levels, is a component of a few
+/// hundred bytes that flattens into 10^8 instances and tens of gigabytes, and the
+/// failed allocation aborts the whole process (or the kernel kills it). The compiler's
+/// memory also grows faster than linearly with the number of core modules and nested
+/// components. Real components are far below these bounds: a Rust component has three
+/// core modules, no nested component, and a few hundred items.
+///
+/// Measured with the parser wasmtime uses, as the bytes are read: a component that does
+/// not parse is left to wasmtime to refuse with its own message (nothing before the
+/// point where it stops was over a bound).
+fn check_shape(bytes: &[u8]) -> Result<(), ModuleError> {
+    use wasmparser::{
+        ComponentAlias, ComponentExternalKind, ComponentInstance, ComponentOuterAliasKind,
+        ComponentTypeRef, Encoding, Parser, Payload,
+    };
+
+    /// A component being read: the items instantiating it makes once flattened, and
+    /// the same for each entry of its component index space.
+    struct Scope {
+        cost: u64,
+        components: Vec<u64>,
+    }
+    enum Frame {
+        Component(Scope),
+        Module,
+    }
+    let over = |what: &str, limit: u64| {
+        Err(ModuleError::Invalid(format!(
+            "the component has more than {limit} {what}; that is more than the host \
+             compiles (real components have far fewer)"
+        )))
+    };
+    let mut stack: Vec<Frame> = Vec::new();
+    let (mut modules, mut nested) = (0u64, 0u64);
+    // The largest cost of any component read so far: a bound on what a component taken
+    // from an instance's exports costs.
+    let mut largest = 1u64;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else {
+            return Ok(());
+        };
+        // What this payload adds to the current component's cost, and the costs of the
+        // entries it adds to its component index space.
+        let mut added = 0u64;
+        let mut new_components: Vec<u64> = Vec::new();
+        let current = match stack.last() {
+            Some(Frame::Component(scope)) => Some(scope),
+            _ => None,
+        };
+        let cost_of = |index: u32| {
+            current
+                .and_then(|scope| scope.components.get(index as usize).copied())
+                .unwrap_or(largest)
+        };
+        match payload {
+            Payload::Version { encoding, .. } => {
+                stack.push(match encoding {
+                    Encoding::Component => Frame::Component(Scope {
+                        cost: 1,
+                        components: Vec::new(),
+                    }),
+                    Encoding::Module => Frame::Module,
+                });
+                continue;
+            }
+            Payload::End(_) => {
+                if let Some(Frame::Component(scope)) = stack.pop() {
+                    largest = largest.max(scope.cost);
+                    if let Some(Frame::Component(parent)) = stack.last_mut() {
+                        parent.components.push(scope.cost);
+                    }
+                }
+                continue;
+            }
+            Payload::ModuleSection { .. } => {
+                modules += 1;
+                if modules > MAX_CORE_MODULES {
+                    return over("core modules", MAX_CORE_MODULES);
+                }
+            }
+            Payload::ComponentSection { .. } => {
+                nested += 1;
+                if nested > MAX_NESTED_COMPONENTS {
+                    return over("nested components", MAX_NESTED_COMPONENTS);
+                }
+            }
+            Payload::InstanceSection(reader) => added = u64::from(reader.count()),
+            Payload::ComponentCanonicalSection(reader) => added = u64::from(reader.count()),
+            Payload::ComponentStartSection { .. } => added = 1,
+            Payload::ComponentInstanceSection(reader) => {
+                for instance in reader.into_iter().flatten() {
+                    added = added.saturating_add(match instance {
+                        ComponentInstance::Instantiate {
+                            component_index, ..
+                        } => cost_of(component_index).saturating_add(1),
+                        ComponentInstance::FromExports(_) => 1,
+                    });
+                }
+            }
+            Payload::ComponentAliasSection(reader) => {
+                for alias in reader.into_iter().flatten() {
+                    added = added.saturating_add(1);
+                    match alias {
+                        ComponentAlias::InstanceExport {
+                            kind: ComponentExternalKind::Component,
+                            ..
+                        } => new_components.push(largest),
+                        ComponentAlias::Outer {
+                            kind: ComponentOuterAliasKind::Component,
+                            count,
+                            index,
+                        } => {
+                            let outer =
+                                stack.len().checked_sub(1 + count as usize).and_then(|at| {
+                                    match &stack[at] {
+                                        Frame::Component(scope) => {
+                                            scope.components.get(index as usize).copied()
+                                        }
+                                        Frame::Module => None,
+                                    }
+                                });
+                            new_components.push(outer.unwrap_or(largest));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Payload::ComponentImportSection(reader) => {
+                for import in reader.into_iter().flatten() {
+                    added = added.saturating_add(1);
+                    if let ComponentTypeRef::Component(_) = import.ty {
+                        new_components.push(1);
+                    }
+                }
+            }
+            Payload::ComponentExportSection(reader) => {
+                for export in reader.into_iter().flatten() {
+                    added = added.saturating_add(1);
+                    if export.kind == ComponentExternalKind::Component {
+                        new_components.push(cost_of(export.index));
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Some(Frame::Component(scope)) = stack.last_mut() {
+            scope.cost = scope.cost.saturating_add(added);
+            scope.components.extend(new_components);
+            if scope.cost > MAX_FLATTENED_ITEMS {
+                return over(
+                    "items (instances, aliases, functions, imports, exports) once its \
+                     nested components' instantiations are flattened",
+                    MAX_FLATTENED_ITEMS,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes in a WebAssembly page, the unit of declared memory sizes.
+const WASM_PAGE_BYTES: u64 = 1 << 16;
+
+/// Checks what `count` memories or tables (`what`: singular, plural), the largest
+/// declaring `largest` at instantiation, ask for against `limit` (the setting
+/// `setting`): the largest alone, then all of them at the largest's size.
+fn check_declared(
+    (what, plural): (&str, &str),
+    count: u32,
+    largest: Option<u64>,
+    limit: u64,
+    setting: &str,
+    show: impl Fn(u64) -> String,
+) -> Result<(), ModuleError> {
+    let Some(largest) = largest else {
+        return Ok(());
+    };
+    if largest > limit {
+        return Err(ModuleError::Invalid(format!(
+            "the component declares a {what} of {} at instantiation; an instance may have \
+             at most {} ({setting})",
+            show(largest),
+            show(limit)
+        )));
+    }
+    let total = largest.saturating_mul(u64::from(count));
+    if total > limit {
+        return Err(ModuleError::Invalid(format!(
+            "the component declares {count} {plural} at instantiation, the largest {}: up \
+             to {} in all; an instance may have at most {} ({setting})",
+            show(largest),
+            show(total),
+            show(limit)
+        )));
+    }
+    Ok(())
+}
+
+/// A byte count for people: exact bytes, and MiB or GiB when it is that large.
+fn bytes_in_words(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    if bytes >= GIB {
+        format!("{bytes} bytes ({:.1} GiB)", bytes as f64 / GIB as f64)
+    } else if bytes >= MIB {
+        format!("{bytes} bytes ({:.1} MiB)", bytes as f64 / MIB as f64)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 /// A core module starts with the same magic as a component but a different version.
 fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
@@ -450,6 +730,174 @@ mod tests {
             runtime.compile_checked(truncated),
             Err(ModuleError::Invalid(_))
         ));
+    }
+
+    /// Unsigned LEB128, as WebAssembly encodes sizes.
+    fn leb(mut n: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    fn section(id: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![id];
+        out.extend(leb(body.len() as u64));
+        out.extend(body);
+        out
+    }
+
+    /// A core module defining one memory of `pages` and one funcref table of
+    /// `elements` (minimum sizes), each if given.
+    fn core_module(pages: Option<u64>, elements: Option<u64>) -> Vec<u8> {
+        let mut out = b"\0asm\x01\0\0\0".to_vec();
+        if let Some(elements) = elements {
+            let mut table = vec![1, 0x70, 0x00];
+            table.extend(leb(elements));
+            out.extend(section(4, &table));
+        }
+        if let Some(pages) = pages {
+            let mut memory = vec![1, 0x00];
+            memory.extend(leb(pages));
+            out.extend(section(5, &memory));
+        }
+        out
+    }
+
+    /// A component that embeds `modules` and instantiates each once: a bomb when they
+    /// declare large sizes, a few hundred bytes however large.
+    fn component_of(modules: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = b"\0asm\x0d\0\x01\0".to_vec();
+        for module in modules {
+            out.extend(section(1, module));
+        }
+        let mut instances = leb(modules.len() as u64);
+        for index in 0..modules.len() {
+            instances.push(0x00);
+            instances.extend(leb(index as u64));
+            instances.push(0);
+        }
+        out.extend(section(2, &instances));
+        out
+    }
+
+    #[test]
+    fn components_declaring_more_memory_or_table_than_allowed_are_refused_naming_sizes() {
+        let runtime = Runtime::new(SandboxLimits::default(), None).unwrap();
+        // What a Rust guest declares (17 pages, some hundred table slots) passes, also
+        // twice over.
+        let normal = core_module(Some(17), Some(128));
+        runtime
+            .compile_checked(&component_of(std::slice::from_ref(&normal)))
+            .unwrap();
+        runtime
+            .compile_checked(&component_of(&[normal.clone(), normal]))
+            .unwrap();
+
+        // 1 GiB and a page of memory, in a component of under a hundred bytes.
+        let bomb = component_of(&[core_module(Some(16_385), None)]);
+        assert!(bomb.len() < 100, "{}", bomb.len());
+        let err = runtime.compile_checked(&bomb).unwrap_err().to_string();
+        assert!(
+            err.contains("linear memory of 1073807360 bytes (1.0 GiB)")
+                && err.contains(
+                    "at most 268435456 bytes (256.0 MiB) (the server's max_memory_bytes)"
+                ),
+            "{err}"
+        );
+
+        let tables = component_of(&[core_module(None, Some(10_000_000))]);
+        let err = runtime.compile_checked(&tables).unwrap_err().to_string();
+        assert!(
+            err.contains("table of 10000000 elements")
+                && err.contains("at most 100000 elements (the server's max_table_elements)"),
+            "{err}"
+        );
+
+        // Each memory within the limit, together over it: 3 x 200 MiB.
+        let spread = component_of(&vec![core_module(Some(3_200), None); 3]);
+        let err = runtime.compile_checked(&spread).unwrap_err().to_string();
+        assert!(
+            err.contains("3 linear memories")
+                && err.contains("the largest 209715200 bytes (200.0 MiB)")
+                && err.contains("up to 629145600 bytes (600.0 MiB) in all"),
+            "{err}"
+        );
+        // The limit is the server's: a roomier sandbox takes the same component.
+        let roomy = Runtime::new(
+            SandboxLimits {
+                max_memory_bytes: 1 << 30,
+                ..SandboxLimits::default()
+            },
+            None,
+        )
+        .unwrap();
+        roomy.compile_checked(&spread).unwrap();
+    }
+
+    /// A component that defines `base` (one core module, instantiated once) and then,
+    /// `levels` times, a component that takes the previous one with an outer alias and
+    /// instantiates it `breadth` times; the top one is instantiated once. Flattened:
+    /// `breadth ^ levels` copies of `base`, from a few bytes per level.
+    fn instantiation_bomb(levels: u32, breadth: u32) -> Vec<u8> {
+        let mut out = b"\0asm\x0d\0\x01\0".to_vec();
+        out.extend(section(4, &component_of(&[core_module(Some(1), None)])));
+        for level in 0..levels {
+            let mut inner = b"\0asm\x0d\0\x01\0".to_vec();
+            // alias outer 1 `level` (sort component): the previous level.
+            let mut alias = vec![1, 0x04, 0x02, 0x01];
+            alias.extend(leb(u64::from(level)));
+            inner.extend(section(6, &alias));
+            let mut instances = leb(u64::from(breadth));
+            for _ in 0..breadth {
+                instances.extend([0x00, 0x00, 0x00]);
+            }
+            inner.extend(section(5, &instances));
+            out.extend(section(4, &inner));
+        }
+        let mut top = vec![1, 0x00];
+        top.extend(leb(u64::from(levels)));
+        top.push(0);
+        out.extend(section(5, &top));
+        out
+    }
+
+    #[test]
+    fn components_that_would_flatten_into_too_much_are_refused_before_compiling() {
+        let runtime = Runtime::new(SandboxLimits::default(), None).unwrap();
+        // Small, it compiles: the encoding is right.
+        runtime.compile_checked(&instantiation_bomb(2, 2)).unwrap();
+        // 10^9 copies from a few hundred bytes: compiling it would take the process
+        // down. Refused before wasmtime sees it.
+        let bomb = instantiation_bomb(9, 10);
+        assert!(bomb.len() < 500, "{}", bomb.len());
+        let started = std::time::Instant::now();
+        let err = runtime.compile_checked(&bomb).unwrap_err().to_string();
+        assert!(
+            err.contains("more than 100000 items") && err.contains("flattened"),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+
+        let modules = component_of(&vec![core_module(None, None); 1_001]);
+        let err = runtime.compile_checked(&modules).unwrap_err().to_string();
+        assert!(err.contains("more than 1000 core modules"), "{err}");
+
+        // Components nested 1,001 deep.
+        let mut deep = b"\0asm\x0d\0\x01\0".to_vec();
+        for _ in 0..1_001 {
+            let mut outer = b"\0asm\x0d\0\x01\0".to_vec();
+            outer.extend(section(4, &deep));
+            deep = outer;
+        }
+        let err = runtime.compile_checked(&deep).unwrap_err().to_string();
+        assert!(err.contains("more than 1000 nested components"), "{err}");
     }
 
     #[test]

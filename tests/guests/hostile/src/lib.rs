@@ -7,9 +7,17 @@
 //! - `trap`: panics with "boom";
 //! - `huge-output`: returns a 3 MiB string (over the host's 2 MiB output limit;
 //!   `"output_bytes": N` sets another size);
+//! - `huge-activity-input`: calls `spool.echo` with a string of that size;
+//! - `huge-failure`: fails with a message of that size;
+//! - `trap-after-timer`: sleeps `"sleep_ms"` (default 1000) on a durable timer, then
+//!   panics with "boom after the timer": every replay of the run reaches the panic
+//!   again once it is past the timer;
+//! - `trap-after-activity`: calls `spool.echo`, then panics with "boom after the
+//!   activity" (likewise on every replay past the activity's result);
 //! - `ok`: returns "fine".
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use serde::Deserialize;
 use spool_sdk::{Context, WorkflowError};
@@ -20,13 +28,20 @@ struct Input {
     /// Size of the `huge-output` string; default 3 MiB.
     #[serde(default = "default_output_bytes")]
     output_bytes: usize,
+    /// Length of the `trap-after-timer` sleep; default 1 s.
+    #[serde(default = "default_sleep_ms")]
+    sleep_ms: u64,
+}
+
+fn default_sleep_ms() -> u64 {
+    1_000
 }
 
 fn default_output_bytes() -> usize {
     3 * 1024 * 1024
 }
 
-fn hostile(_ctx: &Context, input: Input) -> Result<String, WorkflowError> {
+fn hostile(ctx: &Context, input: Input) -> Result<String, WorkflowError> {
     match input.mode.as_str() {
         "loop" => spin(),
         "memory" => exhaust_memory(),
@@ -34,6 +49,23 @@ fn hostile(_ctx: &Context, input: Input) -> Result<String, WorkflowError> {
         "trap" => panic!("boom"),
         // The SDK encodes it into a buffer of about 1.1 x its size: some 2.1 x in all.
         "huge-output" => Ok("x".repeat(input.output_bytes)),
+        "huge-activity-input" => Ok(ctx
+            .activity("spool.echo")
+            .input(&"x".repeat(input.output_bytes))
+            .call::<String>()?
+            .len()
+            .to_string()),
+        "huge-failure" => {
+            Err(WorkflowError::new("huge", "x".repeat(input.output_bytes)).non_retryable())
+        }
+        "trap-after-timer" => {
+            ctx.sleep(Duration::from_millis(input.sleep_ms))?;
+            panic!("boom after the timer")
+        }
+        "trap-after-activity" => {
+            let echoed: String = ctx.activity("spool.echo").input(&"ping").call()?;
+            panic!("boom after the activity (it answered {echoed:?})")
+        }
         "ok" => Ok("fine".to_owned()),
         other => Err(
             WorkflowError::new("unknown_mode", format!("unknown mode `{other}`")).non_retryable(),
