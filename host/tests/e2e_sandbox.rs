@@ -9,7 +9,7 @@
 //! | deep recursion | fails the run: `stack_overflow` | same |
 //! | panic | fails the run: `trap`, with the panic message | same |
 //! | huge output, huge activity input from the guest | fails the run: `payload_too_large` | same |
-//! | huge failure message | should fail the run: `payload_too_large`; today journaled whole (known gap) | `a_huge_failure_message_is_refused_like_a_huge_output` (ignored) |
+//! | huge failure message | the run fails with `payload_too_large` naming the quota; nothing of that size is journaled | `a_huge_failure_message_is_refused_like_a_huge_output` |
 //! | huge input, signal or upload body from a client | 413 before anything is journaled | `api_errors_have_stable_codes`, `oversized_payloads_and_uploads_are_refused_and_the_host_keeps_serving` |
 //! | trap on every replay (after a timer or an activity result; with eviction, after SIGKILL) | fails the run once; not retried after a restart; a query gets `query_failed` | `a_guest_that_traps_on_every_replay_fails_once_and_is_not_retried` |
 //! | forbidden imports | 422 `forbidden_imports` naming each import | `uploads_with_forbidden_imports_or_bad_bytes_are_refused_with_a_reason` |
@@ -891,11 +891,8 @@ fn an_upload_over_a_namespaces_module_quota_is_refused_naming_it() {
 
 /// A guest that fails with a message of 3 MiB, over the 2 MiB payload limit, should
 /// fail like one that returns 3 MiB: kind `sandbox`, `payload_too_large`, naming the
-/// quota, with nothing of that size journaled. Today the failure is journaled whole
-/// (twice: the `run_failed` event and the run's row), whatever its size, up to the
-/// guest's memory: the driver checks outputs (`check_output`) but not failures.
+/// quota, with nothing of that size journaled (`driver::bound_failure`).
 #[test]
-#[ignore = "known gap: a guest's failure is not held to max_payload_bytes (engine/driver)"]
 fn a_huge_failure_message_is_refused_like_a_huge_output() {
     let dir = tempdir();
     let hostile = format!("hostile={}", guest("hostile").display());

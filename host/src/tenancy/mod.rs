@@ -507,7 +507,8 @@ impl Tenancy {
             secret_sha256: minted.secret_sha256,
             label: label.to_owned(),
             created_at_ms: now,
-            expires_at_ms: expires_in.map(|d| now.saturating_add(d.as_millis() as u64)),
+            expires_at_ms: expires_in
+                .map(|d| now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
             revoked_at_ms: None,
         };
         journal::commit(&*self.journal, Write::PutApiKey(record.clone())).await?;
