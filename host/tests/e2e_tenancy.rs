@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{guest, tempdir, Server, ADMIN_KEY};
+use common::{tempdir, Server, ADMIN_KEY};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -69,19 +69,7 @@ fn new_key(server: &Server, namespace: &str, extra: &[&str]) -> String {
 
 /// Uploads the steps guest into `ns` and runs one workflow there to the end.
 fn run_steps(server: &Server, key: &str, ns: &str, id: &str) -> Value {
-    let steps = guest("steps");
-    let upload = server.cli_with_key(
-        Some(key),
-        &[
-            "--namespace",
-            ns,
-            "module",
-            "upload",
-            steps.to_str().unwrap(),
-            "--name",
-            "steps",
-        ],
-    );
+    let upload = server.upload_in(key, ns, "steps", "steps");
     assert!(upload.status.success(), "{upload:?}");
     let done = server.cli_with_key(
         Some(key),
@@ -319,19 +307,7 @@ fn namespaces_are_managed_through_the_cli_and_deleted_with_their_data() {
     assert!(described.status.success(), "{described:?}");
 
     // A namespace with an open run is not deleted; once closed, it goes with its data.
-    let steps = guest("steps");
-    server.cli_with_key(
-        Some(&key),
-        &[
-            "--namespace",
-            "gamma",
-            "module",
-            "upload",
-            steps.to_str().unwrap(),
-            "--name",
-            "steps",
-        ],
-    );
+    server.upload_in(&key, "gamma", "steps", "steps");
     let started = server.cli_with_key(
         Some(&key),
         &[
@@ -390,21 +366,9 @@ fn quotas_refuse_starts_payloads_and_modules_naming_the_quota() {
          max_module_bytes = 4096\n\
          [namespaces.slow]\nstarts_per_second = 0.5\nstart_burst = 2\n",
     );
-    let steps = guest("steps");
     // The module quota refuses before anything is compiled or stored.
     let small = new_key(&server, "small", &[]);
-    let upload = server.cli_with_key(
-        Some(&small),
-        &[
-            "--namespace",
-            "small",
-            "module",
-            "upload",
-            steps.to_str().unwrap(),
-            "--name",
-            "steps",
-        ],
-    );
+    let upload = server.upload_in(&small, "small", "steps", "steps");
     assert!(!upload.status.success());
     let stderr = String::from_utf8_lossy(&upload.stderr);
     assert!(
@@ -418,18 +382,7 @@ fn quotas_refuse_starts_payloads_and_modules_naming_the_quota() {
         "--quota",
         &format!("max_module_bytes={}", 64 << 20),
     ]);
-    let upload = server.cli_with_key(
-        Some(&small),
-        &[
-            "--namespace",
-            "small",
-            "module",
-            "upload",
-            steps.to_str().unwrap(),
-            "--name",
-            "steps",
-        ],
-    );
+    let upload = server.upload_in(&small, "small", "steps", "steps");
     assert!(upload.status.success(), "{upload:?}");
 
     // Two open runs are the most; the third start is refused until one closes.
@@ -488,18 +441,7 @@ fn quotas_refuse_starts_payloads_and_modules_naming_the_quota() {
 
     // Starts per second: a burst of two, then 429 with Retry-After.
     let slow = new_key(&server, "slow", &[]);
-    server.cli_with_key(
-        Some(&slow),
-        &[
-            "--namespace",
-            "slow",
-            "module",
-            "upload",
-            steps.to_str().unwrap(),
-            "--name",
-            "steps",
-        ],
-    );
+    server.upload_in(&slow, "slow", "steps", "steps");
     let quick = json!({"steps": 1, "mode": "sequential"});
     assert_eq!(start(&slow, "slow", "s1", quick.clone()).0, 201);
     assert_eq!(start(&slow, "slow", "s2", quick.clone()).0, 201);

@@ -3,6 +3,7 @@
 
 use super::{ActivityExecutor, ActivityQuotas};
 use crate::journal::{Failure, FailureKind};
+use crate::tenancy::quotas::within;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -134,9 +135,7 @@ async fn http_request(
     let limit = quotas
         .max_payload_bytes
         .map_or(executor.max_payload_bytes, |own| {
-            usize::try_from(own)
-                .unwrap_or(usize::MAX)
-                .min(executor.max_payload_bytes)
+            within(own, executor.max_payload_bytes)
         });
     let body = read_limited(response, limit).await?;
     let body = serde_json::from_slice(&body)

@@ -9,6 +9,7 @@ use crate::ids::{ModuleHash, Namespace};
 use crate::journal::{Failure, FailureKind, Journal, ModuleRecord};
 use crate::runtime::activity_bindings::{Activity, ActivityImports, ActivityPre, AttemptInfo};
 use crate::runtime::{ModuleError, Runtime};
+use crate::tenancy::quotas::within;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -218,9 +219,7 @@ impl Components {
         let max_memory_bytes = quotas
             .max_memory_bytes
             .map_or(limits.max_memory_bytes, |own| {
-                usize::try_from(own)
-                    .unwrap_or(usize::MAX)
-                    .min(limits.max_memory_bytes)
+                within(own, limits.max_memory_bytes)
             });
         let mut store = Store::new(
             runtime.engine(),

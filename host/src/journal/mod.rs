@@ -356,6 +356,13 @@ pub struct Usage {
     pub activations: u64,
 }
 
+impl Usage {
+    pub fn add(&mut self, more: Usage) {
+        self.fuel = self.fuel.saturating_add(more.fuel);
+        self.activations = self.activations.saturating_add(more.activations);
+    }
+}
+
 /// Storage as the engine and the API see it.
 #[async_trait::async_trait]
 pub trait Journal: Send + Sync + 'static {

@@ -550,23 +550,23 @@ fn add_usage(
         return Ok(());
     };
     match into.iter_mut().find(|(ns, _)| *ns == namespace) {
-        Some((_, total)) => {
-            total.fuel = total.fuel.saturating_add(usage.fuel);
-            total.activations = total.activations.saturating_add(usage.activations);
-        }
+        Some((_, total)) => total.add(*usage),
         None => into.push((namespace, *usage)),
     }
     Ok(())
 }
 
+/// Runs of `namespace` that are running or blocked (index `open_runs_by_namespace`).
+fn count_open_runs(conn: &Connection, namespace: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "SELECT COUNT(*) FROM runs WHERE namespace = ?1 AND status IN ('running', 'blocked')",
+    )?
+    .query_row(params![namespace], |r| r.get(0))
+}
+
 fn delete_namespace(conn: &Connection, name: &Namespace) -> JournalResult<()> {
     let ns = name.as_str();
-    let open: i64 = conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM runs WHERE namespace = ?1 AND status IN ('running', 'blocked')",
-        )
-        .and_then(|mut s| s.query_row(params![ns], |r| r.get(0)))
-        .map_err(storage)?;
+    let open = count_open_runs(conn, ns).map_err(storage)?;
     if open > 0 {
         return Err(JournalError::Conflict(format!(
             "namespace {name} has {open} open runs; terminate them first"
@@ -618,12 +618,7 @@ fn check_running_quota(conn: &Connection, record: &RunRecord, inserted: i64) -> 
     let Some(Some(limit)) = limit else {
         return Ok(());
     };
-    let open: i64 = conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM runs WHERE namespace = ?1 AND status IN ('running', 'blocked')",
-        )
-        .and_then(|mut s| s.query_row(params![record.namespace.as_str()], |r| r.get(0)))
-        .map_err(storage)?;
+    let open = count_open_runs(conn, record.namespace.as_str()).map_err(storage)?;
     let open = open - inserted;
     if open >= limit {
         return Err(JournalError::QuotaExceeded {
@@ -1283,10 +1278,7 @@ impl Journal for SqliteJournal {
             Ok(NamespaceUsage {
                 fuel_consumed: fuel_consumed as u64,
                 activations: activations as u64,
-                open_runs: count(
-                    "SELECT COUNT(*) FROM runs WHERE namespace = ?1
-                     AND status IN ('running', 'blocked')",
-                )?,
+                open_runs: count_open_runs(c, &ns)? as u64,
                 runs: count("SELECT COUNT(*) FROM runs WHERE namespace = ?1")?,
                 modules: count("SELECT COUNT(*) FROM module_types WHERE namespace = ?1")?,
             })

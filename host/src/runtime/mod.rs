@@ -208,9 +208,10 @@ impl Runtime {
     pub fn budget(&self, fuel_per_activation: u64, max_memory_bytes: u64) -> InstanceBudget {
         InstanceBudget {
             fuel_per_activation,
-            max_memory_bytes: usize::try_from(max_memory_bytes)
-                .unwrap_or(usize::MAX)
-                .min(self.limits.max_memory_bytes),
+            max_memory_bytes: crate::tenancy::quotas::within(
+                max_memory_bytes,
+                self.limits.max_memory_bytes,
+            ),
         }
     }
 

@@ -285,13 +285,6 @@ impl Tenancy {
         Some(tenant.clone())
     }
 
-    /// The quotas a namespace runs under (the defaults for one not known).
-    pub fn quotas(&self, name: &Namespace) -> Quotas {
-        self.tenant(name)
-            .map(|t| t.quotas.clone())
-            .unwrap_or_else(|| self.defaults.clone())
-    }
-
     /// Checks the bearer token of a request.
     pub fn authenticate(&self, bearer: Option<&str>) -> Result<Caller, TenancyError> {
         let AuthMode::ApiKeys { admin_key_sha256 } = &self.auth else {

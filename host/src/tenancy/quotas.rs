@@ -198,6 +198,11 @@ impl Quotas {
     }
 }
 
+/// A namespace's size quota in bytes, within the server's `ceiling` for it.
+pub fn within(quota: u64, ceiling: usize) -> usize {
+    usize::try_from(quota).unwrap_or(usize::MAX).min(ceiling)
+}
+
 /// A token bucket: `rate` tokens a second, holding at most `burst`.
 #[derive(Debug)]
 pub struct TokenBucket {

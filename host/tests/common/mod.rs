@@ -91,6 +91,24 @@ impl Server {
         }
     }
 
+    /// Uploads the test guest `guest_name` as workflow type `name` into `namespace`,
+    /// showing `key`.
+    pub fn upload_in(&self, key: &str, namespace: &str, guest_name: &str, name: &str) -> Output {
+        let file = guest(guest_name);
+        self.cli_with_key(
+            Some(key),
+            &[
+                "--namespace",
+                namespace,
+                "module",
+                "upload",
+                file.to_str().expect("a UTF-8 path"),
+                "--name",
+                name,
+            ],
+        )
+    }
+
     /// Runs a client command with `key` as the API key (None: no key at all).
     pub fn cli_with_key(&self, key: Option<&str>, args: &[&str]) -> Output {
         let mut command = Command::new(spool_binary());

@@ -45,11 +45,6 @@ pub(super) struct Meter {
     due: Usage,
 }
 
-fn add(into: &mut Usage, more: Usage) {
-    into.fuel = into.fuel.saturating_add(more.fuel);
-    into.activations = into.activations.saturating_add(more.activations);
-}
-
 impl Meter {
     /// A fresh instance replays from the start: its first activation begins now.
     /// What earlier instances left uncounted is counted again by this one's replay.
@@ -95,11 +90,11 @@ impl Meter {
         match std::mem::take(&mut self.produced) {
             Produced::New => {
                 let carried = std::mem::take(&mut self.carry);
-                add(&mut self.due, carried);
-                add(&mut self.due, this);
+                self.due.add(carried);
+                self.due.add(this);
             }
             Produced::Replayed => self.carry = Usage::default(),
-            Produced::Nothing => add(&mut self.carry, this),
+            Produced::Nothing => self.carry.add(this),
         }
     }
 
@@ -117,7 +112,7 @@ impl Meter {
     /// Counts what is carried: the run ends without the guest (terminated).
     pub(super) fn settle(&mut self) {
         let carried = std::mem::take(&mut self.carry);
-        add(&mut self.due, carried);
+        self.due.add(carried);
     }
 
     /// What goes with the write that journals the counted activations' events.
@@ -191,7 +186,7 @@ mod tests {
         let mut uninterrupted = Usage::default();
         for &(fuel, produced) in &script {
             activation(&mut live, fuel, produced);
-            add(&mut uninterrupted, live.take_due());
+            uninterrupted.add(live.take_due());
         }
         assert_eq!(uninterrupted.fuel, 150);
         assert_eq!(uninterrupted.activations, 5);
@@ -203,7 +198,7 @@ mod tests {
         before_crash.begin_instance(1_000);
         for &(fuel, produced) in &script[..3] {
             activation(&mut before_crash, fuel, produced);
-            add(&mut committed, before_crash.take_due());
+            committed.add(before_crash.take_due());
         }
         let mut replay = Meter::default();
         replay.begin_instance(1_000);
@@ -214,7 +209,7 @@ mod tests {
                 produced
             };
             activation(&mut replay, fuel, produced);
-            add(&mut committed, replay.take_due());
+            committed.add(replay.take_due());
         }
         assert_eq!(committed, uninterrupted);
     }

@@ -132,10 +132,8 @@ pub struct RunHost {
     /// The run's namespace as the host runs it, looked up again for every instance:
     /// its quotas bound the instance (fuel, memory, payloads, events), its
     /// `activations()` semaphore is the namespace's share of the executor. None only
-    /// if the namespace is gone.
+    /// if the namespace is gone (then the default quotas apply).
     tenant: Option<Arc<Tenant>>,
-    /// The namespace's quotas (the defaults if it is gone).
-    quotas: Quotas,
     /// One of the namespace's `max_concurrent_activations` permits, held while guest
     /// code runs: taken before the guest is called and before `await-next` hands it an
     /// event, given back while it waits and when the instance ends.
@@ -340,14 +338,10 @@ async fn new_instance(mut host: RunHost) -> Result<Instance, (String, RunHost)> 
     let inner = host.inner.clone();
     // Quotas changed since the last instance apply from this one on.
     host.tenant = inner.tenancy.tenant(&host.run.namespace);
-    host.quotas = host
-        .tenant
-        .as_ref()
-        .map_or_else(|| inner.tenancy.defaults().clone(), |t| t.quotas.clone());
-    let budget = inner.runtime.budget(
-        host.quotas.fuel_per_activation,
-        host.quotas.max_memory_bytes,
-    );
+    let quotas = host.quotas();
+    let budget = inner
+        .runtime
+        .budget(quotas.fuel_per_activation, quotas.max_memory_bytes);
     host.meter.begin_instance(budget.fuel_per_activation);
     let pre = match inner
         .workflow_pre(&host.run.namespace, &host.run.module_hash)
@@ -523,13 +517,8 @@ impl RunHost {
         state: RunState,
         (outbox, inbox): (mpsc::Sender<RunMsg>, mpsc::Receiver<RunMsg>),
     ) -> Self {
-        let tenant = inner.tenancy.tenant(&run.namespace);
-        let quotas = tenant
-            .as_ref()
-            .map_or_else(|| inner.tenancy.defaults().clone(), |t| t.quotas.clone());
         Self {
-            tenant,
-            quotas,
+            tenant: inner.tenancy.tenant(&run.namespace),
             permit: None,
             meter: Meter::default(),
             random: SeededRandom::new(state.start().seed),
@@ -571,17 +560,24 @@ impl RunHost {
         self.permit = None;
     }
 
+    /// The quotas the run's namespace runs under.
+    fn quotas(&self) -> &Quotas {
+        self.tenant
+            .as_ref()
+            .map_or_else(|| self.inner.tenancy.defaults(), |t| &t.quotas)
+    }
+
     /// Largest payload of the run's namespace (`max_payload_bytes`), enforced on
     /// everything the guest sends out and every activity output it gets.
     fn max_payload(&self) -> usize {
-        usize::try_from(self.quotas.max_payload_bytes).unwrap_or(usize::MAX)
+        usize::try_from(self.quotas().max_payload_bytes).unwrap_or(usize::MAX)
     }
 
     /// Checks that `more` new events leave room for the run's end within the
     /// namespace's `max_events_per_run` (the end always fits: the journal never holds
     /// more than the quota). The error is the run's failure message.
     fn check_room(&self, more: u64) -> Result<(), String> {
-        let limit = self.quotas.max_events_per_run;
+        let limit = self.quotas().max_events_per_run;
         let needed = self
             .state
             .next_seq()
