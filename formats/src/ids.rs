@@ -106,6 +106,13 @@ pub fn validate_name(what: &str, value: &str) -> Result<(), String> {
             "{what} {value:?} contains {bad:?}; allowed are letters, digits and - _ . : @"
         ));
     }
+    // `.` and `..` pass the character check but are a path's dot segments: names
+    // end up in URLs and file names, so none may look like one.
+    if value.chars().all(|c| c == '.') {
+        return Err(format!(
+            "{what} {value:?} is only dots; choose a name with a letter or digit"
+        ));
+    }
     Ok(())
 }
 
@@ -119,6 +126,9 @@ mod tests {
         assert!(validate_name("workflow id", "../etc/passwd").is_err());
         assert!(validate_name("workflow id", "").is_err());
         assert!(validate_name("workflow id", &"x".repeat(201)).is_err());
+        assert!(validate_name("namespace", "..").is_err());
+        assert!(validate_name("namespace", ".").is_err());
+        assert!(validate_name("workflow id", "v1.2").is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+mod body_limit;
 mod error;
 mod tasks;
 mod views;
@@ -17,10 +18,11 @@ use crate::ids::{ModuleHash, Namespace, TypeName, WorkflowId};
 use crate::journal::{ModuleKind, RunFilter, RunStatus};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use body_limit::{limited, BodyKind};
 use serde::Deserialize;
 use spool_formats::api::{
     ReasonBody, RepinBody, SignalBody, SignalWithStartBody, StartBody, UpdateBody,
@@ -45,9 +47,7 @@ pub struct ApiState {
 }
 
 pub fn router(state: ApiState) -> Router {
-    // Room for the JSON envelope around a maximal payload.
-    let json_limit = state.max_payload_bytes + 64 * 1024;
-    let module_limit = state.max_module_bytes + 1;
+    let json = |route| limited(route, BodyKind::Json, &state);
     let ns = "/api/v1/namespaces/{ns}";
     let admin = "/api/v1/admin/namespaces";
     Router::new()
@@ -73,15 +73,15 @@ pub fn router(state: ApiState) -> Router {
         .route(ns, get(admin::describe_namespace))
         .route(
             &format!("{ns}/modules"),
-            post(upload_module)
-                .get(list_modules)
-                .layer(DefaultBodyLimit::max(module_limit)),
+            limited(
+                post(upload_module).get(list_modules),
+                BodyKind::Module,
+                &state,
+            ),
         )
         .route(
             &format!("{ns}/workflows"),
-            post(start_workflow)
-                .get(list_workflows)
-                .layer(DefaultBodyLimit::max(json_limit)),
+            json(post(start_workflow).get(list_workflows)),
         )
         .route(&format!("{ns}/workflows/{{id}}"), get(describe_workflow))
         .route(
@@ -98,27 +98,27 @@ pub fn router(state: ApiState) -> Router {
         )
         .route(
             &format!("{ns}/workflows/{{id}}/signals"),
-            post(signal_workflow).layer(DefaultBodyLimit::max(json_limit)),
+            json(post(signal_workflow)),
         )
         .route(
             &format!("{ns}/workflows/{{id}}/query"),
-            post(query_workflow).layer(DefaultBodyLimit::max(json_limit)),
+            json(post(query_workflow)),
         )
         .route(
             &format!("{ns}/workflows/{{id}}/updates"),
-            post(update_workflow).layer(DefaultBodyLimit::max(json_limit)),
+            json(post(update_workflow)),
         )
         .route(
             &format!("{ns}/workflows/{{id}}/cancel"),
-            post(cancel_workflow).layer(DefaultBodyLimit::max(json_limit)),
+            json(post(cancel_workflow)),
         )
         .route(
             &format!("{ns}/workflows/{{id}}/terminate"),
-            post(terminate_workflow).layer(DefaultBodyLimit::max(json_limit)),
+            json(post(terminate_workflow)),
         )
         .route(
             &format!("{ns}/workflows/{{id}}/signal-with-start"),
-            post(signal_with_start).layer(DefaultBodyLimit::max(json_limit)),
+            json(post(signal_with_start)),
         )
         .route(
             &format!("{ns}/task-queues/{{queue}}/poll"),
@@ -126,15 +126,15 @@ pub fn router(state: ApiState) -> Router {
         )
         .route(
             &format!("{ns}/tasks/{{token}}/heartbeat"),
-            post(tasks::heartbeat).layer(DefaultBodyLimit::max(json_limit)),
+            json(post(tasks::heartbeat)),
         )
         .route(
             &format!("{ns}/tasks/{{token}}/complete"),
-            post(tasks::complete).layer(DefaultBodyLimit::max(json_limit)),
+            json(post(tasks::complete)),
         )
         .route(
             &format!("{ns}/tasks/{{token}}/fail"),
-            post(tasks::fail).layer(DefaultBodyLimit::max(json_limit)),
+            json(post(tasks::fail)),
         )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
@@ -165,14 +165,9 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<ApiState> for Ap
     ) -> Result<Self, ApiError> {
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                e.status(),
-                "payload_too_large",
-                format!(
-                    "the request body is too large: payloads may have up to {} bytes",
-                    state.max_payload_bytes
-                ),
-            )),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(BodyKind::Json.too_large(state))
+            }
             Err(e) => Err(ApiError::invalid(e.body_text())),
         }
     }
@@ -229,11 +224,7 @@ async fn upload_module(
     };
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                e.status(),
-                "module_too_large",
-                format!("the module exceeds {} bytes", state.max_module_bytes),
-            )
+            BodyKind::Module.too_large(&state)
         } else {
             ApiError::invalid(e.body_text())
         }

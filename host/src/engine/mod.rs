@@ -256,14 +256,6 @@ impl Engine {
         bytes: Vec<u8>,
     ) -> EngineResult<ModuleRecord> {
         validate_name("module name", name.as_str()).map_err(EngineError::InvalidInput)?;
-        // `.` and `..` pass the character check but mean a path's dot segments: a
-        // module name must not look like one, wherever it is shown or used.
-        if name.as_str().chars().all(|c| c == '.') {
-            return Err(EngineError::InvalidInput(format!(
-                "module name {:?} is only dots; choose a name with a letter or digit",
-                name.as_str()
-            )));
-        }
         if kind == ModuleKind::Activity && crate::activity::is_builtin(name.as_str()) {
             return Err(EngineError::InvalidInput(format!(
                 "{name:?} is the name of a built-in activity; choose another"
