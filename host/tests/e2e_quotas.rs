@@ -115,10 +115,11 @@ fn failure(run: &Value) -> (&str, &str) {
     )
 }
 
-/// The byte count in wasmtime's "forcing trap when growing memory to N bytes".
+/// The byte count in the sandbox's "… would bring the instance's memories to N bytes":
+/// all of its linear memories together, had the refused growth happened.
 fn grown_to(message: &str) -> u64 {
     let rest = message
-        .split("growing memory to ")
+        .split("memories to ")
         .nth(1)
         .unwrap_or_else(|| panic!("no size in {message:?}"));
     rest.split_whitespace().next().unwrap().parse().unwrap()

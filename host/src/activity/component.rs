@@ -8,13 +8,14 @@ use super::HttpAllowList;
 use crate::ids::{ModuleHash, Namespace};
 use crate::journal::{Failure, FailureKind, Journal, ModuleRecord};
 use crate::runtime::activity_bindings::{Activity, ActivityImports, ActivityPre, AttemptInfo};
+use crate::runtime::SandboxLimiter;
 use crate::runtime::{ModuleError, Runtime};
 use crate::tenancy::quotas::within;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::Store;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
@@ -32,7 +33,7 @@ pub(super) struct ActivityState {
     http: WasiHttpCtx,
     hooks: AllowListHooks,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: SandboxLimiter,
     attempt: AttemptContext,
 }
 
@@ -236,11 +237,7 @@ impl Components {
                     namespace: quotas.allow_http.clone(),
                 },
                 table: ResourceTable::new(),
-                limits: StoreLimitsBuilder::new()
-                    .memory_size(max_memory_bytes)
-                    .table_elements(limits.max_table_elements)
-                    .trap_on_grow_failure(true)
-                    .build(),
+                limits: SandboxLimiter::new(max_memory_bytes, limits.max_table_elements),
                 attempt,
             },
         );

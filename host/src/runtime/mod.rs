@@ -4,7 +4,10 @@
 //! Everything that makes a guest deterministic and bounded lives here; what a workflow
 //! *does* through its `context` import is the engine's business (see `engine::driver`).
 
+mod limiter;
 pub mod wasi;
+
+pub use limiter::SandboxLimiter;
 
 use crate::ids::ModuleHash;
 use std::collections::HashMap;
@@ -12,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, Store};
 
 /// Host bindings of the workflow world (`wit/workflow`).
 pub mod bindings {
@@ -147,7 +150,7 @@ pub fn forbidden_workflow_imports<'a>(imports: impl Iterator<Item = &'a str>) ->
 pub struct Sandbox<H> {
     pub wasi: wasmtime_wasi::WasiCtx,
     pub table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: SandboxLimiter,
     pub host: H,
 }
 
@@ -389,14 +392,7 @@ impl Runtime {
         host: H,
         budget: InstanceBudget,
     ) -> Store<Sandbox<H>> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(budget.max_memory_bytes)
-            .table_elements(self.limits.max_table_elements)
-            .instances(100)
-            .tables(100)
-            .memories(100)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = SandboxLimiter::new(budget.max_memory_bytes, self.limits.max_table_elements);
         let mut store = Store::new(
             &self.engine,
             Sandbox {
@@ -840,6 +836,61 @@ mod tests {
         )
         .unwrap();
         roomy.compile_checked(&spread).unwrap();
+    }
+
+    /// A store host with nothing to say about activations.
+    struct Idle;
+
+    impl Activations for Idle {
+        fn take_new_activation(&mut self) -> bool {
+            false
+        }
+    }
+
+    /// Instantiates `component` in a store of `budget`; the bytes its memories hold
+    /// together, or why it could not be instantiated.
+    async fn instantiate(
+        runtime: &Runtime,
+        component: &[u8],
+        budget: InstanceBudget,
+    ) -> Result<usize, String> {
+        let component = runtime.compile_checked(component).unwrap();
+        let wasi = wasmtime_wasi::WasiCtx::builder().build();
+        let mut store = runtime.new_store(wasi, Idle, budget);
+        wasmtime::component::Linker::new(runtime.engine())
+            .instantiate_async(&mut store, &component)
+            .await
+            .map_err(|e| format!("{:#}", e))?;
+        Ok(store.data().limits.memory_bytes())
+    }
+
+    #[tokio::test]
+    async fn the_memory_budget_holds_all_of_an_instances_memories_together() {
+        let runtime = Runtime::new(
+            SandboxLimits {
+                max_memory_bytes: 1 << 30,
+                ..SandboxLimits::default()
+            },
+            None,
+        )
+        .unwrap();
+        // Three memories of 100 MiB each: each is within 256 MiB, together they are not.
+        let three = component_of(&vec![core_module(Some(1_600), None); 3]);
+        let budget = |max_memory_bytes| InstanceBudget {
+            fuel_per_activation: 1_000_000,
+            max_memory_bytes,
+        };
+        let err = instantiate(&runtime, &three, budget(256 << 20))
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("memories to 314572800 bytes; the limit is 268435456 bytes"),
+            "{err}"
+        );
+        assert_eq!(
+            instantiate(&runtime, &three, budget(512 << 20)).await,
+            Ok(300 << 20)
+        );
     }
 
     /// A component that defines `base` (one core module, instantiated once) and then,
