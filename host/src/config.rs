@@ -28,6 +28,10 @@ struct ConfigFile {
     /// Namespaces to create (or update) at start, with their own quotas over `defaults`.
     #[serde(default)]
     namespaces: BTreeMap<String, QuotaPatch>,
+    /// Secrets of one namespace's activities: namespace → secret name → the
+    /// environment variable its value is read from at start.
+    #[serde(default)]
+    namespace_secrets: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +152,26 @@ pub fn parse(
         })?;
         secrets.push((name, value));
     }
+    let mut namespace_secrets = Vec::new();
+    for (name, from_env) in file.namespace_secrets {
+        let here = format!("[namespace_secrets.{name}]");
+        if !namespaces
+            .iter()
+            .any(|(declared, _)| declared.as_str() == name)
+        {
+            return Err(format!(
+                "{here}: the file declares no [namespaces.{name}]; secrets are for \
+                 namespaces it declares"
+            ));
+        }
+        let mut values = Vec::new();
+        for (secret, var) in from_env {
+            let value = env(&var)
+                .ok_or_else(|| format!("{here} {secret}: the environment has no variable {var}"))?;
+            values.push((secret, value));
+        }
+        namespace_secrets.push((Namespace(name), values));
+    }
     let evict_after = u64::try_from(server.evict_after_ms)
         .ok()
         .map(Duration::from_millis);
@@ -160,6 +184,7 @@ pub fn parse(
         // No rule means no outgoing HTTP in production (the dev server allows any).
         allow_http: Some(file.activities.allow_http),
         secrets,
+        namespace_secrets,
         evict_after,
         auth,
         defaults,
@@ -265,6 +290,31 @@ starts_per_second = 5
             "{base}[activities]\nallow_http = [\"GET /path\"]\n"
         ));
         assert!(err.contains("allow_http"), "{err}");
+    }
+
+    #[test]
+    fn a_namespaces_secrets_are_read_from_the_environment_variables_it_names() {
+        let text = format!(
+            "[server]\ndb = \"x.db\"\n[auth]\nadmin_key_sha256 = \"{HASH}\"\n\
+             [namespaces.acme]\n[namespace_secrets.acme]\nSTRIPE_KEY = \"ACME_STRIPE\"\n"
+        );
+        let env = |name: &str| (name == "ACME_STRIPE").then(|| "sk-acme".to_owned());
+        let config = parse(&text, Path::new("."), env).unwrap();
+        assert_eq!(
+            config.namespace_secrets,
+            [(
+                Namespace("acme".into()),
+                vec![("STRIPE_KEY".to_owned(), "sk-acme".to_owned())]
+            )]
+        );
+        let err = parse(&text, Path::new("."), |_| None).err().unwrap();
+        assert!(
+            err.contains("[namespace_secrets.acme] STRIPE_KEY") && err.contains("ACME_STRIPE"),
+            "{err}"
+        );
+        let undeclared = text.replace("[namespaces.acme]\n", "");
+        let err = parse(&undeclared, Path::new("."), env).err().unwrap();
+        assert!(err.contains("declares no [namespaces.acme]"), "{err}");
     }
 
     #[test]

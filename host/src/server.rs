@@ -36,8 +36,10 @@ pub struct ServerConfig {
     /// Where outgoing HTTP of activities may go (namespace quotas may narrow it per
     /// namespace); None means anywhere (dev mode).
     pub allow_http: Option<Vec<String>>,
-    /// Secrets for activities (name, value).
+    /// Secrets for the activities of every namespace (name, value).
     pub secrets: Vec<(String, String)>,
+    /// Secrets for one namespace's activities only (over the shared ones).
+    pub namespace_secrets: Vec<(Namespace, Vec<(String, String)>)>,
     pub evict_after: Option<Duration>,
     pub auth: AuthMode,
     /// Quotas of namespaces that do not set their own.
@@ -58,6 +60,7 @@ impl ServerConfig {
             activity_modules: Vec::new(),
             allow_http: None,
             secrets: Vec::new(),
+            namespace_secrets: Vec::new(),
             evict_after: EngineConfig::default().evict_after,
             auth: AuthMode::Open,
             defaults: Quotas::default(),
@@ -125,7 +128,7 @@ pub async fn run_server(
         journal.clone(),
         runtime.clone(),
         allow,
-        Secrets::new(config.secrets.clone()).map_err(|e| anyhow::anyhow!(e))?,
+        secrets(&config).map_err(|e| anyhow::anyhow!(e))?,
         max_payload_bytes,
     )?);
     let engine = Engine::new(journal, runtime, clock, executor, engine_config)?;
@@ -204,4 +207,15 @@ pub async fn run_server(
         () = grace => tracing::info!("grace period over; closing open requests"),
     }
     Ok(())
+}
+
+/// The activities' secrets: the shared ones, and each namespace's own.
+fn secrets(config: &ServerConfig) -> Result<Secrets, String> {
+    let shared = Secrets::new(config.secrets.clone());
+    config
+        .namespace_secrets
+        .iter()
+        .try_fold(shared?, |secrets, (namespace, values)| {
+            secrets.with_namespace(namespace.clone(), values.clone())
+        })
 }

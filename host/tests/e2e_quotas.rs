@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{guest, tempdir, Recorder, Server};
+use common::{guest, tempdir, Recorder, Server, TEST_SECRET, TEST_SECRET_VAR};
 use serde_json::{json, Value};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -353,6 +353,53 @@ fn a_namespaces_allow_list_narrows_the_servers() {
     let refused = run(&server, "wide", "relay", "beyond", beyond);
     assert_eq!(failure(&refused).0, "http_forbidden", "{refused}");
     assert_eq!(recorder.count("/beyond"), 0);
+}
+
+/// A namespace's own secrets (`[namespace_secrets.NAME]`) reach its activities, in
+/// `http.request` headers and a component's environment, and no other namespace's: there
+/// the same name is unknown, and its activities never see the value.
+#[test]
+fn a_namespaces_secrets_reach_only_its_own_activities() {
+    let dir = tempdir();
+    let recorder = Recorder::start();
+    let server = Server::start_production(
+        dir.path(),
+        &format!(
+            "[activities]\nallow_http = [\"127.0.0.1\"]\n\
+             [namespaces.acme]\n[namespaces.other]\n\
+             [namespace_secrets.acme]\nAPI_KEY = \"{TEST_SECRET_VAR}\"\n"
+        ),
+    );
+    for ns in ["acme", "other"] {
+        upload(&server, ns, "relay", "relay", "workflow");
+        upload(&server, ns, "progress-activity", "progress", "activity");
+    }
+    let charge = |path: &str| {
+        json!({"activity": "http.request", "input": {
+            "method": "POST", "url": format!("{}/{path}", recorder.url),
+            "headers": {"authorization": "Bearer {{secret:API_KEY}}"}, "body": {}
+        }})
+    };
+    let in_env = json!({"activity": "progress", "input": {"steps": 1, "secret": "API_KEY"}});
+
+    let sent = run(&server, "acme", "relay", "charge", charge("acme"));
+    assert_eq!(sent["status"], "completed", "{sent}");
+    let calls = recorder.calls();
+    assert_eq!(
+        calls[0].authorization.as_deref(),
+        Some(format!("Bearer {TEST_SECRET}").as_str())
+    );
+    let seen = run(&server, "acme", "relay", "env", in_env.clone());
+    assert_eq!(seen["output"]["secret_length"], TEST_SECRET.len(), "{seen}");
+
+    let refused = run(&server, "other", "relay", "charge", charge("other"));
+    let (error_type, message) = failure(&refused);
+    assert_eq!(error_type, "unknown_secret", "{refused}");
+    assert!(message.contains("API_KEY"), "{message}");
+    assert_eq!(recorder.count("/other"), 0);
+    let unseen = run(&server, "other", "relay", "env", in_env);
+    assert_eq!(unseen["status"], "completed", "{unseen}");
+    assert_eq!(unseen["output"]["secret_length"], Value::Null, "{unseen}");
 }
 
 /// The fuel a namespace's runs burn is metered: a run adds to `fuel_consumed` and

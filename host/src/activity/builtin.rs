@@ -2,6 +2,7 @@
 //! `http.request` (one HTTP call with a JSON body).
 
 use super::{ActivityExecutor, ActivityQuotas};
+use crate::ids::Namespace;
 use crate::journal::{Failure, FailureKind};
 use crate::tenancy::quotas::within;
 use serde::{Deserialize, Serialize};
@@ -16,13 +17,14 @@ pub fn is_builtin(name: &str) -> bool {
 /// Runs `name` if it is a built-in; None if it is not one.
 pub(super) async fn execute(
     executor: &ActivityExecutor,
+    namespace: &Namespace,
     name: &str,
     input: &str,
     quotas: &ActivityQuotas,
 ) -> Option<Result<String, Failure>> {
     match name {
         "spool.echo" => Some(Ok(input.to_owned())),
-        "http.request" => Some(http_request(executor, input, quotas).await),
+        "http.request" => Some(http_request(executor, namespace, input, quotas).await),
         _ => None,
     }
 }
@@ -58,6 +60,7 @@ fn invalid(message: String) -> Failure {
 
 async fn http_request(
     executor: &ActivityExecutor,
+    namespace: &Namespace,
     input: &str,
     quotas: &ActivityQuotas,
 ) -> Result<String, Failure> {
@@ -96,9 +99,10 @@ async fn http_request(
         .non_retryable());
     }
     let mut builder = executor.http.request(method, url);
+    let secrets = executor.secrets.of(namespace);
     for (name, value) in &request.headers {
         // `{{secret:NAME}}` is filled in here, after the input was journaled.
-        let value = executor.secrets.substitute(value).map_err(|e| {
+        let value = secrets.substitute(value).map_err(|e| {
             Failure::new(FailureKind::Application, "unknown_secret", e).non_retryable()
         })?;
         builder = builder.header(name, value);

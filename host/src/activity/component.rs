@@ -205,6 +205,7 @@ impl Components {
     pub(super) async fn execute(
         &self,
         executor: &super::ActivityExecutor,
+        namespace: &Namespace,
         module: &ModuleRecord,
         input: &str,
         attempt: AttemptContext,
@@ -229,7 +230,7 @@ impl Components {
                 // per deployment, never part of its input, so never journaled.
                 wasi: WasiCtx::builder()
                     .inherit_stderr()
-                    .envs(&executor.secrets.as_env())
+                    .envs(&executor.secrets.of(namespace).as_env())
                     .build(),
                 http: WasiHttpCtx::new(),
                 hooks: AllowListHooks {

@@ -11,6 +11,7 @@ pub use builtin::is_builtin;
 use crate::ids::{Namespace, TypeName};
 use crate::journal::{Failure, FailureKind, Journal, ModuleKind};
 use crate::runtime::Runtime;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Which hosts, and with which methods, outgoing HTTP (the `http.request` built-in and
@@ -120,42 +121,103 @@ impl HttpAllowList {
 /// Secrets for activities, set in the server's configuration: environment variables of
 /// activity components, and `{{secret:NAME}}` in `http.request` header values. Never
 /// part of an activity's input, so never journaled; never logged.
+///
+/// The server's own (`shared`) reach the activities of every namespace; a namespace's
+/// own reach only its activities, and win over a shared one of the same name.
 #[derive(Clone, Default)]
 pub struct Secrets {
-    values: std::collections::BTreeMap<String, String>,
+    shared: BTreeMap<String, String>,
+    own: BTreeMap<Namespace, BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for Secrets {
     /// Names only: a secret's value never reaches a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.values.keys()).finish()
+        let own: BTreeMap<_, Vec<_>> = self
+            .own
+            .iter()
+            .map(|(namespace, values)| (namespace.as_str(), values.keys().collect()))
+            .collect();
+        f.debug_struct("Secrets")
+            .field("shared", &self.shared.keys().collect::<Vec<_>>())
+            .field("own", &own)
+            .finish()
     }
 }
 
 impl Secrets {
-    /// Checks the names (`A-Z`, `0-9`, `_`, not starting with a digit).
+    /// The server's secrets, shared by every namespace.
     pub fn new(values: impl IntoIterator<Item = (String, String)>) -> Result<Self, String> {
-        let values: std::collections::BTreeMap<String, String> = values.into_iter().collect();
-        for name in values.keys() {
-            let valid = !name.is_empty()
-                && !name.starts_with(|c: char| c.is_ascii_digit())
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-            if !valid {
-                return Err(format!(
-                    "secret name {name:?}: use A-Z, 0-9 and _, not starting with a digit"
-                ));
-            }
+        Ok(Self {
+            shared: checked(values)?,
+            own: BTreeMap::new(),
+        })
+    }
+
+    /// Adds `namespace`'s own secrets.
+    pub fn with_namespace(
+        mut self,
+        namespace: Namespace,
+        values: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, String> {
+        let values = checked(values).map_err(|e| format!("namespace {namespace}: {e}"))?;
+        self.own.insert(namespace, values);
+        Ok(self)
+    }
+
+    /// What the activities of `namespace` see.
+    fn of(&self, namespace: &Namespace) -> NamespaceSecrets<'_> {
+        NamespaceSecrets {
+            own: self.own.get(namespace),
+            shared: &self.shared,
         }
-        Ok(Self { values })
+    }
+}
+
+/// Checks secret names: `A-Z`, `0-9`, `_`, not starting with a digit (they become
+/// environment variable names).
+fn checked(
+    values: impl IntoIterator<Item = (String, String)>,
+) -> Result<BTreeMap<String, String>, String> {
+    let values: BTreeMap<String, String> = values.into_iter().collect();
+    for name in values.keys() {
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(format!(
+                "secret name {name:?}: use A-Z, 0-9 and _, not starting with a digit"
+            ));
+        }
+    }
+    Ok(values)
+}
+
+/// The secrets one namespace's activities see: its own over the server's.
+struct NamespaceSecrets<'a> {
+    own: Option<&'a BTreeMap<String, String>>,
+    shared: &'a BTreeMap<String, String>,
+}
+
+impl NamespaceSecrets<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.own
+            .and_then(|own| own.get(name))
+            .or_else(|| self.shared.get(name))
+            .map(String::as_str)
     }
 
     fn as_env(&self) -> Vec<(String, String)> {
-        self.values
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        let mut all = self.shared.clone();
+        all.extend(
+            self.own
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        all.into_iter().collect()
     }
 
     /// Replaces every `{{secret:NAME}}` in `text`; an unknown name is an error that
@@ -171,7 +233,6 @@ impl Secrets {
                 .ok_or_else(|| "an unclosed {{secret:...}}".to_owned())?;
             let name = &after[..end];
             let value = self
-                .values
                 .get(name)
                 .ok_or_else(|| format!("no secret named {name:?} is configured"))?;
             out.push_str(value);
@@ -295,7 +356,7 @@ impl ActivityExecutor {
         attempt: AttemptContext,
         quotas: &ActivityQuotas,
     ) -> Result<String, Failure> {
-        if let Some(result) = builtin::execute(self, name, input, quotas).await {
+        if let Some(result) = builtin::execute(self, namespace, name, input, quotas).await {
             return result;
         }
         let module = self
@@ -306,7 +367,7 @@ impl ActivityExecutor {
         match module {
             Some(module) if module.kind == ModuleKind::Activity => {
                 self.components
-                    .execute(self, &module, input, attempt, quotas)
+                    .execute(self, namespace, &module, input, attempt, quotas)
                     .await
             }
             _ => Err(Failure::new(
@@ -350,14 +411,57 @@ mod tests {
     #[test]
     fn secrets_fill_placeholders_and_never_show_their_values() {
         let secrets = Secrets::new([("API_KEY".to_owned(), "s3cr3t".to_owned())]).unwrap();
+        let seen = secrets.of(&Namespace("default".into()));
         assert_eq!(
-            secrets.substitute("Bearer {{secret:API_KEY}}").unwrap(),
+            seen.substitute("Bearer {{secret:API_KEY}}").unwrap(),
             "Bearer s3cr3t"
         );
-        assert_eq!(secrets.substitute("plain").unwrap(), "plain");
-        let unknown = secrets.substitute("{{secret:OTHER}}").unwrap_err();
+        assert_eq!(seen.substitute("plain").unwrap(), "plain");
+        let unknown = seen.substitute("{{secret:OTHER}}").unwrap_err();
         assert!(unknown.contains("OTHER") && !unknown.contains("s3cr3t"));
         assert!(!format!("{secrets:?}").contains("s3cr3t"));
         assert!(Secrets::new([("lower".to_owned(), String::new())]).is_err());
+    }
+
+    #[test]
+    fn a_namespaces_own_secrets_reach_only_its_activities_and_win_over_shared_ones() {
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let secrets = Secrets::new([pair("REGION", "eu"), pair("TOKEN", "shared")])
+            .unwrap()
+            .with_namespace(
+                Namespace("acme".into()),
+                [pair("TOKEN", "acme-token"), pair("STRIPE", "sk-acme")],
+            )
+            .unwrap();
+        let acme = secrets.of(&Namespace("acme".into()));
+        let other = secrets.of(&Namespace("other".into()));
+        assert_eq!(
+            acme.substitute("{{secret:TOKEN}} {{secret:STRIPE}} {{secret:REGION}}"),
+            Ok("acme-token sk-acme eu".to_owned())
+        );
+        assert_eq!(
+            other.substitute("{{secret:TOKEN}}"),
+            Ok("shared".to_owned())
+        );
+        assert!(other.substitute("{{secret:STRIPE}}").is_err());
+        assert_eq!(
+            acme.as_env(),
+            [
+                pair("REGION", "eu"),
+                pair("STRIPE", "sk-acme"),
+                pair("TOKEN", "acme-token")
+            ]
+        );
+        assert_eq!(
+            other.as_env(),
+            [pair("REGION", "eu"), pair("TOKEN", "shared")]
+        );
+        let shown = format!("{secrets:?}");
+        assert!(
+            shown.contains("STRIPE") && !shown.contains("sk-acme"),
+            "{shown}"
+        );
+        let bad = Secrets::default().with_namespace(Namespace("acme".into()), [pair("x", "")]);
+        assert!(bad.unwrap_err().contains("namespace acme"));
     }
 }

@@ -46,6 +46,13 @@ pub struct Server {
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef0123456789";
 const ADMIN_KEY_VAR: &str = "SPOOL_TEST_ADMIN_KEY";
 
+/// A value every test server finds in its environment as `TEST_SECRET_VAR`, for
+/// configs that read secrets from the environment.
+#[allow(dead_code)]
+pub const TEST_SECRET: &str = "sk-test-5eb0c1a9";
+#[allow(dead_code)]
+pub const TEST_SECRET_VAR: &str = "SPOOL_TEST_SECRET";
+
 impl Server {
     pub fn start(dir: &Path, extra: &[&str]) -> Self {
         let mut args: Vec<String> = ["server", "start-dev", "--port", "0", "--no-ui", "--db"]
@@ -239,6 +246,7 @@ fn spawn(dir: &Path, args: &[String], start: usize) -> (Child, String) {
     let mut child = Command::new(spool_binary())
         .args(args)
         .env(ADMIN_KEY_VAR, ADMIN_KEY)
+        .env(TEST_SECRET_VAR, TEST_SECRET)
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
