@@ -293,7 +293,14 @@ impl Engine {
             Ok::<_, crate::runtime::ModuleError>((bytes, component))
         })
         .await
-        .map_err(|e| EngineError::Storage(format!("validation task failed: {e}")))??;
+        .unwrap_or_else(|panicked| {
+            // A compiler bug that this input reaches is still this input's refusal,
+            // not a fault of the server's storage.
+            tracing::error!(error = %panicked, %namespace, %name, "validating an upload panicked");
+            Err(crate::runtime::ModuleError::Invalid(
+                "the compiler failed on this component".into(),
+            ))
+        })?;
         let record = ModuleRecord {
             namespace: namespace.clone(),
             name: name.clone(),
