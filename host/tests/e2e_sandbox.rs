@@ -86,6 +86,13 @@ fn failure(run: &Value) -> (&str, &str) {
     )
 }
 
+/// Asserts that `body` is an API error with `code` whose message mentions `mentions`.
+fn assert_error(body: &Value, code: &str, mentions: &str) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(mentions), "{body}");
+}
+
 /// The event types of a run's history.
 fn history(server: &Server, id: &str) -> Vec<String> {
     server.cli_json(&["workflow", "history", "--id", id])["events"]
@@ -529,14 +536,7 @@ fn component_bombs_are_refused_at_upload_naming_the_declared_size() {
     // Measured before wasmtime sees it.
     let (status, body) = upload_raw(&server, "name=flat", wasm::instantiation_bomb(9, 10));
     assert_eq!(status, 422, "{body}");
-    assert_eq!(body["error"]["code"], "invalid_module", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("more than 100000 items"),
-        "{body}"
-    );
+    assert_error(&body, "invalid_module", "more than 100000 items");
 
     let modules = server.cli_json(&["module", "list"]);
     let names: Vec<&str> = modules["modules"]
@@ -798,14 +798,7 @@ fn oversized_payloads_and_uploads_are_refused_and_the_host_keeps_serving() {
     for len in [MAX_MODULE + 2, 3 * MAX_MODULE] {
         let (status, body) = upload_raw(&server, "name=big", vec![0; len]);
         assert_eq!(status, 413, "{len} bytes: {body}");
-        assert_eq!(body["error"]["code"], "module_too_large", "{body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains(&MAX_MODULE.to_string()),
-            "{body}"
-        );
+        assert_error(&body, "module_too_large", &MAX_MODULE.to_string());
     }
     // A byte over the namespace's module quota (the same size here): through the CLI.
     let big = dir.path().join("big.wasm");
@@ -839,30 +832,16 @@ fn oversized_payloads_and_uploads_are_refused_and_the_host_keeps_serving() {
             .send()
             .expect("the signal gets an answer")
     };
-    // Within what the HTTP layer reads, over the payload limit: the engine names it.
-    let response = signal("x".repeat(MAX_PAYLOAD));
-    assert_eq!(response.status(), 413);
-    let body: Value = response.json().unwrap();
-    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("max_payload_bytes"),
-        "{body}"
-    );
-    // Far over what the HTTP layer reads: the same code, with the limit in bytes.
-    let response = signal("x".repeat(8 * JSON_LIMIT));
-    assert_eq!(response.status(), 413);
-    let body: Value = response.json().unwrap();
-    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&MAX_PAYLOAD.to_string()),
-        "{body}"
-    );
+    // Within what the HTTP layer reads, over the payload limit: the engine names it;
+    // far over what the HTTP layer reads: the same code, with the limit in bytes.
+    for (len, mentions) in [
+        (MAX_PAYLOAD, "max_payload_bytes".to_owned()),
+        (8 * JSON_LIMIT, MAX_PAYLOAD.to_string()),
+    ] {
+        let response = signal("x".repeat(len));
+        assert_eq!(response.status(), 413);
+        assert_error(&response.json().unwrap(), "payload_too_large", &mentions);
+    }
     assert!(
         !history(&server, "sleeper").contains(&"signal_received".to_owned()),
         "nothing was journaled"

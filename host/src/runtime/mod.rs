@@ -827,15 +827,16 @@ mod tests {
             "{err}"
         );
         // The limit is the server's: a roomier sandbox takes the same component.
-        let roomy = Runtime::new(
-            SandboxLimits {
-                max_memory_bytes: 1 << 30,
-                ..SandboxLimits::default()
-            },
-            None,
-        )
-        .unwrap();
-        roomy.compile_checked(&spread).unwrap();
+        roomy_runtime().compile_checked(&spread).unwrap();
+    }
+
+    /// A runtime whose server limit on memory is 1 GiB.
+    fn roomy_runtime() -> Arc<Runtime> {
+        let limits = SandboxLimits {
+            max_memory_bytes: 1 << 30,
+            ..SandboxLimits::default()
+        };
+        Runtime::new(limits, None).unwrap()
     }
 
     /// A store host with nothing to say about activations.
@@ -866,14 +867,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_memory_budget_holds_all_of_an_instances_memories_together() {
-        let runtime = Runtime::new(
-            SandboxLimits {
-                max_memory_bytes: 1 << 30,
-                ..SandboxLimits::default()
-            },
-            None,
-        )
-        .unwrap();
+        let runtime = roomy_runtime();
         // Three memories of 100 MiB each: each is within 256 MiB, together they are not.
         let three = component_of(&vec![core_module(Some(1_600), None); 3]);
         let budget = |max_memory_bytes| InstanceBudget {
