@@ -161,10 +161,11 @@ fn a_flood_of_hostile_guests_in_one_namespace_does_not_starve_another() {
         ms(busy_p50),
         ms(busy_p99),
     );
-    // Loose on purpose (shared 2-core CI machine): starvation shows up as seconds, since
-    // one hostile activation alone burns its whole fuel budget (about a quarter second)
-    // and the flood starts hundreds of them.
-    let bound = base_p99 * 20 + Duration::from_millis(1_500);
+    // Loose on purpose (a 2-core CI machine, other tests beside this one): measured
+    // alone on such a machine the p99 under the flood is 20-50 ms, while starvation
+    // shows up as seconds, since one hostile activation alone burns its whole fuel
+    // budget (about a quarter second) and the flood starts hundreds of them.
+    let bound = base_p99 * 10 + Duration::from_millis(750);
     assert!(
         busy_p99 <= bound,
         "calm's p99 went from {:.1} ms to {:.1} ms (bound {:.1} ms)",
