@@ -312,6 +312,30 @@ impl Failure {
         self.non_retryable = true;
         self
     }
+
+    /// A failure is a payload too: one over `limit` bytes (its type, message and details
+    /// together) is replaced by one that says so, of the same kind and retryability, so
+    /// that nothing of that size is journaled. `whose`: "the workflow", "the activity".
+    pub fn bounded(self, whose: &str, limit: usize) -> Self {
+        let size = self.error_type.len()
+            + self.message.len()
+            + self.details.as_ref().map_or(0, String::len);
+        if size <= limit {
+            return self;
+        }
+        Self {
+            non_retryable: self.non_retryable,
+            ..Self::new(
+                self.kind,
+                "payload_too_large",
+                format!(
+                    "{whose} failed with {size} bytes of error ({}: …), over the limit of \
+                     {limit} bytes (quota max_payload_bytes)",
+                    self.error_type.chars().take(100).collect::<String>()
+                ),
+            )
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

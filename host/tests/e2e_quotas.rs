@@ -402,6 +402,95 @@ fn a_namespaces_secrets_reach_only_its_own_activities() {
     assert_eq!(unseen["output"]["secret_length"], Value::Null, "{unseen}");
 }
 
+/// A failure a remote worker reports over its namespace's `max_payload_bytes` (but within
+/// what the HTTP layer reads) is replaced by one naming the quota before it reaches the
+/// attempt log or the journal, as a workflow's own failure is.
+#[test]
+fn a_workers_huge_failure_is_held_to_the_namespaces_payload_quota() {
+    let dir = tempdir();
+    let server =
+        Server::start_production(dir.path(), "[namespaces.small]\nmax_payload_bytes = 4096\n");
+    upload(&server, "small", "relay", "relay", "workflow");
+    let input = json!({"activity": "charge", "task_queue": "payments", "max_attempts": 2,
+                       "initial_interval_ms": 10, "input": {}});
+    in_ns_ok(
+        &server,
+        "small",
+        &[
+            "workflow",
+            "start",
+            "--type",
+            "relay",
+            "--id",
+            "huge-failure",
+            "--input",
+            &input.to_string(),
+        ],
+    );
+    let http = reqwest::blocking::Client::new();
+    let api = format!("{}/api/v1/namespaces/small", server.address);
+    let huge = "x".repeat(100_000);
+    for attempt in 1..=2 {
+        let task: Value = http
+            .post(format!("{api}/task-queues/payments/poll"))
+            .bearer_auth(common::ADMIN_KEY)
+            .json(&json!({"wait_secs": 30}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let token = task["task_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("attempt {attempt}: {task}"));
+        let failed = http
+            .post(format!("{api}/tasks/{token}/fail"))
+            .bearer_auth(common::ADMIN_KEY)
+            .json(&json!({"error_type": "declined", "message": huge, "details": {"why": huge}}))
+            .send()
+            .unwrap();
+        assert!(
+            failed.status().is_success(),
+            "attempt {attempt}: {}",
+            failed.status()
+        );
+    }
+    in_ns(
+        &server,
+        "small",
+        &[
+            "workflow",
+            "result",
+            "--id",
+            "huge-failure",
+            "--timeout",
+            "30",
+        ],
+    );
+    let run = in_ns_ok(
+        &server,
+        "small",
+        &["workflow", "describe", "--id", "huge-failure"],
+    );
+    let (error_type, message) = failure(&run);
+    assert_eq!(error_type, "payload_too_large", "{run}");
+    assert!(
+        message.contains("the activity failed") && message.contains("max_payload_bytes"),
+        "{message}"
+    );
+    // Neither the history nor its log of failed attempts holds the huge message.
+    let history = in_ns(
+        &server,
+        "small",
+        &["workflow", "history", "--id", "huge-failure"],
+    );
+    let history = String::from_utf8_lossy(&history.stdout);
+    assert!(history.contains("payload_too_large"), "{history}");
+    assert!(
+        !history.contains(&"x".repeat(5_000)),
+        "the huge failure was journaled"
+    );
+}
+
 /// The fuel a namespace's runs burn is metered: a run adds to `fuel_consumed` and
 /// `activations`, a throwaway query adds nothing, and a run killed with SIGKILL while it
 /// waits, replayed after the restart and completed, counts exactly what the same run

@@ -169,9 +169,31 @@ impl TaskQueues {
                 .await
                 .is_err()
             {
+                drop(arrived);
+                self.forget_if_idle(namespace, queue);
                 return None;
             }
         }
+    }
+
+    /// Drops the entry of a queue that holds no attempt and no waiting poller, so that
+    /// polling made-up queue names leaves nothing behind.
+    fn forget_if_idle(&self, namespace: &Namespace, queue: &str) {
+        if let Ok(mut queues) = self.queues.lock() {
+            let key = (namespace.clone(), queue.to_owned());
+            let idle = queues.get(&key).is_some_and(|entry| {
+                entry.waiting.is_empty() && Arc::strong_count(&entry.arrived) == 1
+            });
+            if idle {
+                queues.remove(&key);
+            }
+        }
+    }
+
+    /// How many queues have an entry (attempts or pollers); for tests.
+    #[cfg(test)]
+    fn known_queues(&self) -> usize {
+        self.queues.lock().map_or(0, |queues| queues.len())
     }
 
     /// Records a heartbeat of the attempt holding `token`.
@@ -266,6 +288,38 @@ mod tests {
             heartbeat_timeout_ms: None,
             start_to_close_timeout_ms: 1_000,
         }
+    }
+
+    #[tokio::test]
+    async fn polling_made_up_queues_leaves_nothing_behind_and_a_waiting_poller_is_kept() {
+        let queues = Arc::new(TaskQueues::default());
+        let ns = Namespace("default".into());
+        for i in 0..100 {
+            assert!(queues
+                .poll(&ns, &format!("q{i}"), Duration::ZERO)
+                .await
+                .is_none());
+        }
+        assert_eq!(queues.known_queues(), 0);
+
+        // One poller gives up while another still waits: the queue stays, and an
+        // attempt queued then reaches the waiting one.
+        let patient = {
+            let (queues, ns) = (queues.clone(), ns.clone());
+            tokio::spawn(async move { queues.poll(&ns, "shared", Duration::from_secs(10)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(queues
+            .poll(&ns, "shared", Duration::from_millis(10))
+            .await
+            .is_none());
+        assert_eq!(queues.known_queues(), 1);
+        let _dispatched = queues.dispatch(&ns, "shared", task("a"));
+        let taken = patient
+            .await
+            .unwrap()
+            .expect("the waiting poller gets the attempt");
+        assert_eq!(taken.activity, "a");
     }
 
     #[tokio::test]

@@ -37,6 +37,9 @@ pub(super) struct Activity<'a> {
     pub previous_attempts: u32,
     /// The run's namespace's quotas, for attempts run by the host.
     pub quotas: &'a ActivityQuotas,
+    /// The namespace's `max_payload_bytes`: a failure over it, from the host or a
+    /// worker, is replaced by one that says so before it is logged or journaled.
+    pub max_payload: usize,
 }
 
 /// Runs attempts until one succeeds, one fails for good, the policy is exhausted or
@@ -68,7 +71,7 @@ pub(super) async fn run_with_retries(activity: Activity<'_>) -> (Result<String, 
         };
         let failure = match outcome {
             Ok(output) => return (Ok(output), attempt),
-            Err(failure) => failure,
+            Err(failure) => failure.bounded("the activity", activity.max_payload),
         };
         record_attempt(&activity, attempt, started_at_ms, &failure).await;
         if options.retry.is_final(&failure) {
@@ -418,6 +421,7 @@ mod tests {
             scheduled_at_ms: T0,
             previous_attempts: 0,
             quotas: &ActivityQuotas::default(),
+            max_payload: 1 << 20,
         };
         let outcome = run_with_retries(activity);
         tokio::pin!(outcome);

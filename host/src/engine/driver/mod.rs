@@ -654,6 +654,7 @@ impl RunHost {
                             scheduled_at_ms,
                             previous_attempts,
                             quotas: &quotas,
+                            max_payload,
                         };
                         let (result, attempts) = activity_task::run_with_retries(activity).await;
                         let result = result.and_then(|output| {
@@ -1053,7 +1054,14 @@ impl RunHost {
         let limit = self.max_payload();
         let result = result
             .and_then(|output| check_output("workflow output", output, limit, FailureKind::Sandbox))
-            .map_err(|failure| bound_failure(failure, limit));
+            .map_err(|failure| {
+                let bounded = failure.bounded("the workflow", limit);
+                Failure {
+                    kind: FailureKind::Sandbox,
+                    ..bounded
+                }
+                .non_retryable()
+            });
         let now = self.inner.clock.now_ms();
         let (kind, status) = match result {
             Ok(output) => (
@@ -1196,25 +1204,4 @@ impl RunHost {
         }
         Ok(())
     }
-}
-
-/// A guest's failure is a payload too: one over the limit is replaced by a failure that
-/// says so, so that nothing of that size is journaled.
-fn bound_failure(failure: Failure, limit: usize) -> Failure {
-    let size = failure.error_type.len()
-        + failure.message.len()
-        + failure.details.as_ref().map_or(0, String::len);
-    if size <= limit {
-        return failure;
-    }
-    Failure::new(
-        FailureKind::Sandbox,
-        "payload_too_large",
-        format!(
-            "the workflow failed with {size} bytes of error ({}: …), over the limit of {limit} \
-             bytes (quota max_payload_bytes)",
-            failure.error_type.chars().take(100).collect::<String>()
-        ),
-    )
-    .non_retryable()
 }
