@@ -887,7 +887,7 @@ fn an_upload_over_a_namespaces_module_quota_is_refused_naming_it() {
 
 /// A guest that fails with a message of 3 MiB, over the 2 MiB payload limit, should
 /// fail like one that returns 3 MiB: kind `sandbox`, `payload_too_large`, naming the
-/// quota, with nothing of that size journaled (`driver::bound_failure`).
+/// quota, with nothing of that size journaled (`Failure::bounded`).
 #[test]
 fn a_huge_failure_message_is_refused_like_a_huge_output() {
     let dir = tempdir();

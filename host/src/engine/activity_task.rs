@@ -42,6 +42,11 @@ pub(super) struct Activity<'a> {
     pub max_payload: usize,
 }
 
+/// The shortest wait between two attempts, whatever the policy says: a policy of
+/// unlimited attempts without delay would otherwise spin, writing a row to the attempt
+/// log per turn.
+pub const MIN_RETRY_DELAY_MS: u64 = 10;
+
 /// Runs attempts until one succeeds, one fails for good, the policy is exhausted or
 /// the schedule-to-close timeout passes. Returns the outcome and the attempts made.
 pub(super) async fn run_with_retries(activity: Activity<'_>) -> (Result<String, Failure>, u32) {
@@ -80,6 +85,7 @@ pub(super) async fn run_with_retries(activity: Activity<'_>) -> (Result<String, 
         let Some(delay_ms) = options.retry.delay_before(attempt + 1) else {
             return (Err(failure), attempt);
         };
+        let delay_ms = delay_ms.max(MIN_RETRY_DELAY_MS);
         let retry_at = clock.now_ms().saturating_add(delay_ms);
         if whole_deadline.is_some_and(|d| retry_at >= d) {
             // The next attempt could not start in time: say so, with the last error.
@@ -468,6 +474,21 @@ mod tests {
         let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
         // min(100 * 2^(n-1), 300): the interval doubles until the cap.
         assert_eq!(gaps, [100, 200, 300, 300]);
+    }
+
+    #[tokio::test]
+    async fn a_policy_without_delay_still_waits_the_minimum_between_attempts() {
+        let fixture = fixture();
+        let mut retry = policy(4);
+        (retry.initial_interval_ms, retry.maximum_interval_ms) = (0, 0);
+        let options = ActivityOptions {
+            retry,
+            ..ActivityOptions::default()
+        };
+        let (_, attempts, starts) = run(&fixture, options).await;
+        assert_eq!(attempts, 4);
+        let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps, [MIN_RETRY_DELAY_MS; 3]);
     }
 
     #[tokio::test]
