@@ -491,6 +491,76 @@ fn a_workers_huge_failure_is_held_to_the_namespaces_payload_quota() {
     );
 }
 
+/// A blocked run has no driver to move what reaches its inbox into its journal, where
+/// `max_events_per_run` would hold it: signals to it are held to the quota in the
+/// inbox, and one past it is refused naming the quota.
+#[test]
+fn signals_to_a_blocked_run_are_held_to_the_events_quota() {
+    let dir = tempdir();
+    let mut server =
+        Server::start_production(dir.path(), "[namespaces.small]\nmax_events_per_run = 10\n");
+    upload(&server, "small", "steps", "steps", "workflow");
+    let changed = in_ns(
+        &server,
+        "small",
+        &[
+            "module",
+            "upload",
+            guest("steps-changed").to_str().unwrap(),
+            "--name",
+            "steps-v2",
+        ],
+    );
+    let changed = String::from_utf8_lossy(&changed.stdout).trim().to_owned();
+    let input = r#"{"steps": 1, "mode": "sequential", "sleep_ms": 60000}"#;
+    in_ns_ok(
+        &server,
+        "small",
+        &[
+            "workflow", "start", "--type", "steps", "--id", "nd", "--input", input,
+        ],
+    );
+    wait_for_event(&server, "small", "nd", "timer_started");
+    server.kill9();
+    // A deploy that changed the code under the run: it is blocked at the restart.
+    let db = rusqlite::Connection::open(server.journal_path()).unwrap();
+    let swapped = db
+        .execute(
+            "UPDATE runs SET module_hash = ?1 WHERE workflow_id = 'nd'",
+            [&changed],
+        )
+        .unwrap();
+    assert_eq!(swapped, 1);
+    drop(db);
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while in_ns_ok(&server, "small", &["workflow", "describe", "--id", "nd"])["status"] != "blocked"
+    {
+        assert!(Instant::now() < deadline, "the run was never blocked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let signal = || {
+        in_ns(
+            &server,
+            "small",
+            &[
+                "workflow", "signal", "--id", "nd", "--name", "poke", "--input", "1",
+            ],
+        )
+    };
+    for i in 0..10 {
+        assert!(signal().status.success(), "signal {i} is accepted");
+    }
+    let refused = signal();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("quota_exceeded") && stderr.contains("max_events_per_run"),
+        "{stderr}"
+    );
+}
+
 /// The fuel a namespace's runs burn is metered: a run adds to `fuel_consumed` and
 /// `activations`, a throwaway query adds nothing, and a run killed with SIGKILL while it
 /// waits, replayed after the restart and completed, counts exactly what the same run

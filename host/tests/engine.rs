@@ -391,6 +391,9 @@ impl Journal for FailFirstResult {
     ) -> journal::JournalResult<Vec<journal::InboxEntry>> {
         self.inner.inbox(r).await
     }
+    async fn inbox_len(&self, r: &spool::ids::RunId) -> journal::JournalResult<u64> {
+        self.inner.inbox_len(r).await
+    }
     async fn children(
         &self,
         r: &spool::ids::RunId,

@@ -555,6 +555,9 @@ impl Engine {
                 run.status.as_str(),
             ));
         }
+        if run.status == RunStatus::Blocked {
+            self.check_blocked_inbox(namespace, &run).await?;
+        }
         let entry = InboxEntry {
             id: 0,
             event: event.clone(),
@@ -581,6 +584,29 @@ impl Engine {
         }
         self.inner.wake(&run.run_id).await;
         Ok(run)
+    }
+
+    /// A blocked run has no driver to move its inbox into its journal, where
+    /// `max_events_per_run` would hold it: the inbox is held to that quota instead.
+    async fn check_blocked_inbox(
+        &self,
+        namespace: &Namespace,
+        run: &RunRecord,
+    ) -> EngineResult<()> {
+        let limit = self.tenant(namespace)?.quotas.max_events_per_run;
+        let waiting = self.inner.journal.inbox_len(&run.run_id).await?;
+        if waiting >= limit {
+            return Err(EngineError::QuotaExceeded {
+                quota: "max_events_per_run",
+                message: format!(
+                    "workflow {} is blocked with {waiting} signals and updates waiting; \
+                     namespace {namespace}'s quota max_events_per_run is {limit}",
+                    run.workflow_id
+                ),
+                retry_after: None,
+            });
+        }
+        Ok(())
     }
 
     /// Answers a query about the newest run of `workflow_id` — running, waiting, evicted

@@ -404,6 +404,8 @@ pub trait Journal: Send + Sync + 'static {
     async fn events(&self, run_id: &RunId) -> JournalResult<Vec<Event>>;
     /// What waits in a run's inbox, oldest first.
     async fn inbox(&self, run_id: &RunId) -> JournalResult<Vec<InboxEntry>>;
+    /// How many entries wait in a run's inbox.
+    async fn inbox_len(&self, run_id: &RunId) -> JournalResult<u64>;
     /// The failed attempts of a run's activities, by handle and attempt number.
     async fn attempts(&self, run_id: &RunId) -> JournalResult<Vec<AttemptRecord>>;
     /// The child runs a run started, oldest first.

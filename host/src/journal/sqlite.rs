@@ -1197,6 +1197,16 @@ impl Journal for SqliteJournal {
         .await
     }
 
+    async fn inbox_len(&self, run_id: &RunId) -> JournalResult<u64> {
+        let id = run_id.0.clone();
+        self.read(move |c| {
+            c.prepare_cached("SELECT COUNT(*) FROM signal_inbox WHERE run_id = ?1")?
+                .query_row(params![id], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+        })
+        .await
+    }
+
     async fn attempts(&self, run_id: &RunId) -> JournalResult<Vec<AttemptRecord>> {
         let id = run_id.0.clone();
         self.read(move |c| {
