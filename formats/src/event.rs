@@ -313,13 +313,16 @@ impl Failure {
         self
     }
 
+    /// Bytes of its type, message and details together: what payload limits hold it to.
+    pub fn size(&self) -> usize {
+        self.error_type.len() + self.message.len() + self.details.as_ref().map_or(0, String::len)
+    }
+
     /// A failure is a payload too: one over `limit` bytes (its type, message and details
     /// together) is replaced by one that says so, of the same kind and retryability, so
     /// that nothing of that size is journaled. `whose`: "the workflow", "the activity".
     pub fn bounded(self, whose: &str, limit: usize) -> Self {
-        let size = self.error_type.len()
-            + self.message.len()
-            + self.details.as_ref().map_or(0, String::len);
+        let size = self.size();
         if size <= limit {
             return self;
         }
@@ -468,6 +471,30 @@ mod format_tests {
             ..policy.clone()
         };
         assert_eq!(unlimited.delay_before(1_000), Some(1_000));
+    }
+
+    #[test]
+    fn a_failure_over_the_limit_is_replaced_keeping_its_kind_and_retryability() {
+        let small = Failure::new(FailureKind::Application, "declined", "card declined");
+        assert_eq!(small.clone().bounded("the activity", 100), small);
+        let mut huge = Failure::new(FailureKind::Timeout, "slow", "x".repeat(50));
+        huge.details = Some("y".repeat(60));
+        assert_eq!(huge.size(), 114);
+        let bounded = huge.clone().bounded("the activity", 100);
+        assert_eq!(bounded.error_type, "payload_too_large");
+        assert_eq!(
+            (bounded.kind, bounded.non_retryable),
+            (FailureKind::Timeout, false)
+        );
+        assert_eq!(bounded.details, None);
+        assert!(bounded
+            .message
+            .starts_with("the activity failed with 114 bytes of error (slow: …)"));
+        assert!(
+            huge.non_retryable()
+                .bounded("the activity", 100)
+                .non_retryable
+        );
     }
 
     #[test]

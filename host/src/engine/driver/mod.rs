@@ -1055,12 +1055,16 @@ impl RunHost {
         let result = result
             .and_then(|output| check_output("workflow output", output, limit, FailureKind::Sandbox))
             .map_err(|failure| {
-                let bounded = failure.bounded("the workflow", limit);
-                Failure {
-                    kind: FailureKind::Sandbox,
-                    ..bounded
+                if failure.size() <= limit {
+                    return failure;
                 }
-                .non_retryable()
+                // An oversized failure is the sandbox's verdict on the guest, like an
+                // oversized output.
+                let failure = Failure {
+                    kind: FailureKind::Sandbox,
+                    ..failure
+                };
+                failure.bounded("the workflow", limit).non_retryable()
             });
         let now = self.inner.clock.now_ms();
         let (kind, status) = match result {
