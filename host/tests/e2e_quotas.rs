@@ -523,15 +523,7 @@ fn signals_to_a_blocked_run_are_held_to_the_events_quota() {
     wait_for_event(&server, "small", "nd", "timer_started");
     server.kill9();
     // A deploy that changed the code under the run: it is blocked at the restart.
-    let db = rusqlite::Connection::open(server.journal_path()).unwrap();
-    let swapped = db
-        .execute(
-            "UPDATE runs SET module_hash = ?1 WHERE workflow_id = 'nd'",
-            [&changed],
-        )
-        .unwrap();
-    assert_eq!(swapped, 1);
-    drop(db);
+    server.swap_module_under("nd", &changed);
     server.restart();
     let deadline = Instant::now() + Duration::from_secs(30);
     while in_ns_ok(&server, "small", &["workflow", "describe", "--id", "nd"])["status"] != "blocked"

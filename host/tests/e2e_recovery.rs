@@ -260,15 +260,7 @@ fn a_blocked_run_is_reported_and_resumes_after_a_repin() {
     });
     server.kill9();
     // Swap the module under the run behind the API's back, as a bad deploy would.
-    let db = rusqlite::Connection::open(server.journal_path()).unwrap();
-    let swapped = db
-        .execute(
-            "UPDATE runs SET module_hash = ?1 WHERE workflow_id = 'nd'",
-            [&changed],
-        )
-        .unwrap();
-    assert_eq!(swapped, 1);
-    drop(db);
+    server.swap_module_under("nd", &changed);
     server.restart();
 
     let out = server.cli(&["workflow", "result", "--id", "nd", "--timeout", "20"]);

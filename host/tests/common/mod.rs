@@ -160,6 +160,20 @@ impl Server {
         self.dir.join("spool.db")
     }
 
+    /// Swaps the module under the runs of `workflow_id` behind the API's back, as a bad
+    /// deploy would (call it with the server stopped): the next replay is blocked.
+    #[allow(dead_code)]
+    pub fn swap_module_under(&self, workflow_id: &str, module_hash: &str) {
+        let db = rusqlite::Connection::open(self.journal_path()).expect("open the journal");
+        let swapped = db
+            .execute(
+                "UPDATE runs SET module_hash = ?1 WHERE workflow_id = ?2",
+                [module_hash, workflow_id],
+            )
+            .expect("swap the module");
+        assert_eq!(swapped, 1, "one run of {workflow_id}");
+    }
+
     /// Starts the server again on the same journal (after `kill9`).
     pub fn restart(&mut self) {
         self.kill9();
