@@ -211,11 +211,11 @@ pub async fn run_server(
 
 /// The activities' secrets: the shared ones, and each namespace's own.
 fn secrets(config: &ServerConfig) -> Result<Secrets, String> {
-    let shared = Secrets::new(config.secrets.clone());
+    let shared = Secrets::new(config.secrets.clone())?;
     config
         .namespace_secrets
         .iter()
-        .try_fold(shared?, |secrets, (namespace, values)| {
+        .try_fold(shared, |secrets, (namespace, values)| {
             secrets.with_namespace(namespace.clone(), values.clone())
         })
 }

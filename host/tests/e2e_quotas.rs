@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 /// A client command in namespace `ns` (with the admin key).
 fn in_ns(server: &Server, ns: &str, args: &[&str]) -> Output {
-    let mut all = vec!["--namespace", ns];
-    all.extend_from_slice(args);
-    server.cli(&all)
+    server.cli_in(ns, args)
 }
 
 fn in_ns_ok(server: &Server, ns: &str, args: &[&str]) -> Value {
@@ -49,28 +47,7 @@ fn upload(server: &Server, ns: &str, file: &str, name: &str, kind: &str) {
 /// Starts a run of `workflow_type` in `ns`, waits for its end and returns its
 /// description (status, output, failure).
 fn run(server: &Server, ns: &str, workflow_type: &str, id: &str, input: Value) -> Value {
-    let input = input.to_string();
-    in_ns_ok(
-        server,
-        ns,
-        &[
-            "workflow",
-            "start",
-            "--type",
-            workflow_type,
-            "--id",
-            id,
-            "--input",
-            &input,
-        ],
-    );
-    // Exits 1 for a failed run; describe tells how it ended.
-    in_ns(
-        server,
-        ns,
-        &["workflow", "result", "--id", id, "--timeout", "60"],
-    );
-    let run = in_ns_ok(server, ns, &["workflow", "describe", "--id", id]);
+    let run = server.run_to_end(ns, workflow_type, id, &input);
     assert_ne!(run["status"], "running", "{run}\n{}", server.log_tail());
     run
 }

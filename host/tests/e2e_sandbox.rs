@@ -38,18 +38,13 @@ use std::time::{Duration, Instant};
 /// Starts `workflow_type` with `input` as `id`, waits for the run's end and returns its
 /// description (status, output, failure).
 fn run_to_end(server: &Server, workflow_type: &str, id: &str, input: &Value) -> Value {
-    server.cli_ok(&[
-        "workflow",
-        "start",
-        "--type",
-        workflow_type,
-        "--id",
-        id,
-        "--input",
-        &input.to_string(),
-    ]);
-    let _ = server.cli(&["workflow", "result", "--id", id, "--timeout", "60"]);
-    server.cli_json(&["workflow", "describe", "--id", id])
+    server.run_to_end("default", workflow_type, id, input)
+}
+
+/// A dev server with the hostile guest loaded as workflow type `hostile`.
+fn start_with_hostile(dir: &Path) -> Server {
+    let hostile = format!("hostile={}", guest("hostile").display());
+    Server::start(dir, &["--module", &hostile])
 }
 
 /// The host still serves: a fresh run of `hostile` in mode `ok` completes.
@@ -493,8 +488,7 @@ fn a_guest_that_traps_on_every_replay_fails_once_and_is_not_retried() {
 #[test]
 fn component_bombs_are_refused_at_upload_naming_the_declared_size() {
     let dir = tempdir();
-    let hostile = format!("hostile={}", guest("hostile").display());
-    let server = Server::start(dir.path(), &["--module", &hostile]);
+    let server = start_with_hostile(dir.path());
     let bomb = guest("bomb");
     assert!(
         std::fs::metadata(&bomb).unwrap().len() < 1 << 20,
@@ -716,8 +710,7 @@ fn a_component_bomb_over_the_namespaces_memory_quota_fails_its_runs_at_instantia
 #[test]
 fn module_names_with_path_characters_are_refused_and_nothing_is_written() {
     let dir = tempdir();
-    let hostile = format!("hostile={}", guest("hostile").display());
-    let server = Server::start(dir.path(), &["--module", &hostile]);
+    let server = start_with_hostile(dir.path());
     let bytes = std::fs::read(guest("steps")).unwrap();
     let before = files_under(dir.path());
     let names = [
@@ -791,8 +784,7 @@ fn start_body_of_len(id: &str, len: usize) -> String {
 #[test]
 fn oversized_payloads_and_uploads_are_refused_and_the_host_keeps_serving() {
     let dir = tempdir();
-    let hostile = format!("hostile={}", guest("hostile").display());
-    let server = Server::start(dir.path(), &["--module", &hostile]);
+    let server = start_with_hostile(dir.path());
 
     // Over what the HTTP layer reads for an upload (the module limit and a byte).
     for len in [MAX_MODULE + 2, 3 * MAX_MODULE] {
@@ -891,8 +883,7 @@ fn an_upload_over_a_namespaces_module_quota_is_refused_naming_it() {
 #[test]
 fn a_huge_failure_message_is_refused_like_a_huge_output() {
     let dir = tempdir();
-    let hostile = format!("hostile={}", guest("hostile").display());
-    let server = Server::start(dir.path(), &["--module", &hostile]);
+    let server = start_with_hostile(dir.path());
     let run = run_to_end(
         &server,
         "hostile",

@@ -136,11 +136,7 @@ async fn http_request(
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
-    let limit = quotas
-        .max_payload_bytes
-        .map_or(executor.max_payload_bytes, |own| {
-            within(own, executor.max_payload_bytes)
-        });
+    let limit = within(quotas.max_payload_bytes, executor.max_payload_bytes);
     let body = read_limited(response, limit).await?;
     let body = serde_json::from_slice(&body)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));

@@ -218,11 +218,7 @@ impl Components {
             .map_err(|e| Failure::new(FailureKind::Application, "activity_host_error", e))?;
         let limits = runtime.limits();
         // The namespace's memory quota, within the server's limit.
-        let max_memory_bytes = quotas
-            .max_memory_bytes
-            .map_or(limits.max_memory_bytes, |own| {
-                within(own, limits.max_memory_bytes)
-            });
+        let max_memory_bytes = within(quotas.max_memory_bytes, limits.max_memory_bytes);
         let mut store = Store::new(
             runtime.engine(),
             ActivityState {

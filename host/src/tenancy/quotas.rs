@@ -198,9 +198,12 @@ impl Quotas {
     }
 }
 
-/// A namespace's size quota in bytes, within the server's `ceiling` for it.
-pub fn within(quota: u64, ceiling: usize) -> usize {
-    usize::try_from(quota).unwrap_or(usize::MAX).min(ceiling)
+/// A namespace's size quota in bytes, within the server's `ceiling` for it (the
+/// ceiling itself when there is no quota).
+pub fn within(quota: impl Into<Option<u64>>, ceiling: usize) -> usize {
+    quota.into().map_or(ceiling, |quota| {
+        usize::try_from(quota).unwrap_or(usize::MAX).min(ceiling)
+    })
 }
 
 /// A token bucket: `rate` tokens a second, holding at most `burst`.

@@ -160,6 +160,53 @@ impl Server {
         self.dir.join("spool.db")
     }
 
+    /// A client command in namespace `ns`.
+    #[allow(dead_code)]
+    pub fn cli_in(&self, ns: &str, args: &[&str]) -> Output {
+        let mut all = vec!["--namespace", ns];
+        all.extend_from_slice(args);
+        self.cli(&all)
+    }
+
+    /// Starts `workflow_type` with `input` as `id` in namespace `ns`, waits for the
+    /// run's end and returns its description (status, output, failure).
+    #[allow(dead_code)]
+    pub fn run_to_end(
+        &self,
+        ns: &str,
+        workflow_type: &str,
+        id: &str,
+        input: &serde_json::Value,
+    ) -> serde_json::Value {
+        let input = input.to_string();
+        let start = [
+            "workflow",
+            "start",
+            "--type",
+            workflow_type,
+            "--id",
+            id,
+            "--input",
+            &input,
+        ];
+        let started = self.cli_in(ns, &start);
+        assert!(
+            started.status.success(),
+            "starting {ns}/{id} failed: {}\n{}",
+            String::from_utf8_lossy(&started.stderr),
+            self.log_tail()
+        );
+        // Exits 1 for a failed run; describe tells how it ended.
+        let _ = self.cli_in(ns, &["workflow", "result", "--id", id, "--timeout", "60"]);
+        let described = self.cli_in(ns, &["workflow", "describe", "--id", id]);
+        serde_json::from_slice(&described.stdout).unwrap_or_else(|e| {
+            panic!(
+                "describe {ns}/{id} printed non-JSON ({e}): {}",
+                String::from_utf8_lossy(&described.stderr)
+            )
+        })
+    }
+
     /// Swaps the module under the runs of `workflow_id` behind the API's back, as a bad
     /// deploy would (call it with the server stopped): the next replay is blocked.
     #[allow(dead_code)]
