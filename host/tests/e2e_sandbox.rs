@@ -41,6 +41,19 @@ fn run_to_end(server: &Server, workflow_type: &str, id: &str, input: &Value) -> 
     server.run_to_end("default", workflow_type, id, input)
 }
 
+/// Uploads the hostile guest into `default` and checks that a fresh run of it (`id`)
+/// completes: the server took whatever came before and still serves.
+fn upload_hostile_and_check_serving(server: &Server, id: &str) {
+    server.cli_ok(&[
+        "module",
+        "upload",
+        guest("hostile").to_str().unwrap(),
+        "--name",
+        "hostile",
+    ]);
+    assert_still_serving(server, id);
+}
+
 /// A dev server with the hostile guest loaded as workflow type `hostile`.
 fn start_with_hostile(dir: &Path) -> Server {
     let hostile = format!("hostile={}", guest("hostile").display());
@@ -694,14 +707,7 @@ fn a_component_bomb_over_the_namespaces_memory_quota_fails_its_runs_at_instantia
         &["workflow", "result", "--id", "fine", "--timeout", "60"],
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "\"fine\"");
-    server.cli_ok(&[
-        "module",
-        "upload",
-        guest("hostile").to_str().unwrap(),
-        "--name",
-        "hostile",
-    ]);
-    assert_still_serving(&server, "after-bomb");
+    upload_hostile_and_check_serving(&server, "after-bomb");
 }
 
 /// Module names are checked before anything else: path characters, percent-encoded or
@@ -867,14 +873,7 @@ fn an_upload_over_a_namespaces_module_quota_is_refused_naming_it() {
         "{stderr}"
     );
     // The same module fits the default namespace, and runs.
-    server.cli_ok(&[
-        "module",
-        "upload",
-        guest("hostile").to_str().unwrap(),
-        "--name",
-        "hostile",
-    ]);
-    assert_still_serving(&server, "after-quota");
+    upload_hostile_and_check_serving(&server, "after-quota");
 }
 
 /// A guest that fails with a message of 3 MiB, over the 2 MiB payload limit, should
